@@ -1,0 +1,212 @@
+"""Model: a loaded file, its compiled plan, whole-sequence run() and stream factories."""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+
+from .errors import ModelFormatError, NotStreamableError
+from .fileformat import read_model
+from .graph import DEFAULT_ALPHA, Graph, parse_graph
+from .inputs import as_float32, nonfinite_error, shape_error
+from .kernels.cells import ACT_CODES
+from .kernels.sequence import (activation_rows, gru_sequence, layernorm_rows, lstm_sequence,
+                               rnn_sequence)
+from .plan import Plan, build_plan
+
+Output = Union[np.ndarray, dict]
+ON_NONFINITE = ("raise", "propagate")
+
+
+def load(path: str | os.PathLike, verify_checksum: bool = True) -> "Model":
+    """Validate and load a `.lstm` file. Raises ModelFormatError for any defect of the file."""
+    raw = read_model(path, verify_checksum=verify_checksum)
+    graph = parse_graph(raw.graph, raw.tensors)
+    return Model(graph, provenance=raw.provenance, path=raw.path, file_size=raw.file_size,
+                 tensor_dtypes=sorted({str(t.dtype) for t in raw.tensors.values()}))
+
+
+class Model:
+    """A loaded model. `run()` is stateless; `stream()`/`streams(n)` keep state."""
+
+    def __init__(self, graph: Graph, provenance: dict | None = None, path: str | None = None,
+                 file_size: int | None = None, tensor_dtypes: list[str] | None = None):
+        self.graph = graph
+        self.provenance = provenance or {}
+        self.path = path
+        self.file_size = file_size
+        self.dtype = "fp32" if not tensor_dtypes or tensor_dtypes == ["float32"] else "/".join(tensor_dtypes)
+        self.plan: Plan = build_plan(graph)
+
+    # ---- description -------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        return self.plan.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.plan.output_size
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _ in self.graph.outputs]
+
+    @property
+    def streamable(self) -> bool:
+        return self.graph.streamable
+
+    def summary(self) -> str:
+        g = self.graph
+        lines = [f"lstm-infer model{f' {os.path.basename(self.path)}' if self.path else ''}: "
+                 f"input {self.input_size} -> output {self.output_size}, "
+                 f"{g.param_count():,} parameters, dtype {self.dtype}"
+                 + (f", {self.file_size:,} bytes" if self.file_size else "")]
+        for n in g.nodes:
+            a = n.attrs
+            if n.op == "LSTM":
+                desc = f"LSTM {a['input_size']}->{a['hidden_size']}" + (
+                    f" proj {a['proj_size']}" if a.get("proj_size") else "")
+            elif n.op == "GRU":
+                desc = f"GRU {a['input_size']}->{a['hidden_size']}" + (
+                    "" if a.get("linear_before_reset", True) else " (reset before)")
+            elif n.op == "RNN":
+                desc = f"RNN({a.get('nonlinearity', 'tanh')}) {a['input_size']}->{a['hidden_size']}"
+            elif n.op == "Linear":
+                desc = f"Linear {a['in_features']}->{a['out_features']}"
+            elif n.op == "Activation":
+                desc = f"{a['kind']}"
+            else:
+                desc = f"{n.op} {g.sizes[n.outputs[0]]}"
+            if n.is_recurrent and a.get("reverse"):
+                desc += " reverse"
+            params = sum(int(w.size) for r, w in n.weights.items() if r not in ("h0", "c0"))
+            lines.append(f"  {n.name:<24} {desc:<36} {params:>10,} params")
+        lines.append("  streamable: " + ("yes" if self.streamable else
+                                         f"no (reverse-direction layers: {', '.join(g.reverse_nodes)})"))
+        if self.provenance.get("source"):
+            lines.append(f"  source: {self.provenance['source']} via {self.provenance.get('converter', '?')}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    # ---- outputs -----------------------------------------------------------------
+    def _split(self, y: np.ndarray) -> Output:
+        if len(self.plan.output_slices) == 1:
+            return y
+        return {name: y[..., a:b] for name, a, b in self.plan.output_slices}
+
+    # ---- whole sequences -----------------------------------------------------------
+    def run(self, X, on_nonfinite: str = "raise") -> Output:
+        """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O)."""
+        X = as_float32(X, "X")
+        I = self.input_size
+        if X.ndim not in (2, 3) or X.shape[-1] != I:
+            raise shape_error("X", f"(T, {I}) or (B, T, {I})", X.shape)
+        if X.shape[-2] == 0 or X.size == 0:
+            raise ValueError(f"X has shape {X.shape}: an empty sequence, nothing to run")
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+        if on_nonfinite == "raise" and not np.isfinite(X).all():
+            raise ValueError("X contains NaN or Inf (pass on_nonfinite='propagate' to allow it)")
+        batched = X.ndim == 3
+        xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
+        values = {self.graph.inputs[0][0]: xt}
+        for node in self.graph.nodes:
+            values[node.outputs[0]] = _run_node(node, [values[v] for v in node.inputs])
+        y = np.concatenate([values[name] for name, _ in self.graph.outputs], axis=-1)
+        y = y.transpose(1, 0, 2) if batched else y[:, 0, :]
+        return self._split(np.ascontiguousarray(y))
+
+    # ---- streaming -----------------------------------------------------------------
+    def _check_streamable(self) -> None:
+        if not self.streamable:
+            raise NotStreamableError(
+                "this model cannot stream one step at a time: layers "
+                f"{', '.join(self.graph.reverse_nodes)} run backwards in time (bidirectional), so "
+                "each output depends on future inputs; use run() on whole sequences")
+
+    def stream(self, on_nonfinite: str = "raise") -> "Stream":
+        """One stateful stream: step(x) carries the recurrent state to the next call."""
+        from .stream import Stream
+        self._check_streamable()
+        return Stream(self, on_nonfinite)
+
+    def streams(self, n: int, on_nonfinite: str = "raise") -> "StreamPool":
+        """n independent streams stepped together: step(X (n, I)) -> (n, O)."""
+        from .stream import StreamPool
+        self._check_streamable()
+        return StreamPool(self, n, on_nonfinite)
+
+
+def _rec_init(node, role: str, size: int) -> np.ndarray:
+    init = node.weights.get(role)
+    return np.zeros(size, np.float32) if init is None else np.ascontiguousarray(init)
+
+
+def _project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    T, B, _ = x.shape
+    y = x.reshape(T * B, -1) @ W
+    if b is not None:
+        y += b
+    return y.reshape(T, B, -1)
+
+
+def _run_node(node, ins: list[np.ndarray]) -> np.ndarray:
+    """One node over a whole (T, B, F) sequence."""
+    a, w = node.attrs, node.weights
+    x = ins[0]
+    T, B, _ = x.shape
+    if node.op == "Linear":
+        return _project(x, w["W"], w.get("bias"))
+    if node.op == "LSTM":
+        H, P = a["hidden_size"], a.get("proj_size", 0)
+        out = np.empty((T, B, P or H), np.float32)
+        whr = w.get("W_hr", np.zeros((0, 0), np.float32))
+        lstm_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
+                      _rec_init(node, "h0", P or H), _rec_init(node, "c0", H),
+                      bool(a.get("reverse")), out)
+        return out
+    if node.op == "GRU":
+        H = a["hidden_size"]
+        out = np.empty((T, B, H), np.float32)
+        bhh = w.get("b_hh")
+        gru_sequence(_project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
+                     np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
+                     bhh is not None, _rec_init(node, "h0", H),
+                     bool(a.get("linear_before_reset", True)), bool(a.get("reverse")), out)
+        return out
+    if node.op == "RNN":
+        H = a["hidden_size"]
+        out = np.empty((T, B, H), np.float32)
+        rnn_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], _rec_init(node, "h0", H),
+                     a.get("nonlinearity", "tanh") == "relu", bool(a.get("reverse")), out)
+        return out
+    if node.op == "Activation":
+        kind = a["kind"]
+        out = np.empty_like(x)
+        activation_rows(x.reshape(T * B, -1), out.reshape(T * B, -1), ACT_CODES[kind],
+                        np.float32(a.get("alpha", DEFAULT_ALPHA.get(kind, 0.0))))
+        return out
+    if node.op == "LayerNorm":
+        F = a["size"]
+        out = np.empty_like(x)
+        parts = [np.zeros(1, np.float32)]
+        w_off = b_off = -1
+        if "weight" in w:
+            w_off = 1
+            parts.append(w["weight"])
+        if "bias" in w:
+            b_off = 1 + (F if "weight" in w else 0)
+            parts.append(w["bias"])
+        layernorm_rows(x.reshape(T * B, -1), out.reshape(T * B, -1), np.float32(a.get("eps", 1e-5)),
+                       np.concatenate(parts).astype(np.float32), w_off, b_off)
+        return out
+    if node.op == "Concat":
+        return np.concatenate(ins, axis=-1)
+    if node.op == "Add":
+        return ins[0] + ins[1]
+    if node.op == "Mul":
+        return ins[0] * ins[1]
+    raise ModelFormatError(f"op {node.op} has no sequence implementation")

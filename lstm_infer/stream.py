@@ -1,0 +1,123 @@
+"""Stateful streams. All buffers are allocated here, once; a step allocates nothing
+but the returned array (pass `out=` to avoid even that)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .inputs import as_float32, nonfinite_error, shape_error
+from .kernels.program import step_sequence, step_streams
+from .model import ON_NONFINITE, Model, Output
+
+
+class _StateBox:
+    """State + scratch rows for n streams, and the kernels' fixed arguments."""
+
+    def __init__(self, model: Model, n: int, on_nonfinite: str):
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+        plan = model.plan
+        self.model = model
+        self._prog = plan.prog
+        self._w = plan.arena
+        self._check = on_nonfinite == "raise"
+        self._state = np.tile(plan.init_state, (n, 1))
+        self._scratch = np.zeros((n, plan.scratch_size), np.float32)
+        self._x = np.zeros((n, plan.input_size), np.float32)
+        self._y = np.zeros((n, plan.output_size), np.float32)
+        self.input_size = plan.input_size
+        self.output_size = plan.output_size
+
+
+class Stream(_StateBox):
+    """One stream: `step(x)` for one time step, `step_many(X)` for a chunk."""
+
+    def __init__(self, model: Model, on_nonfinite: str = "raise"):
+        super().__init__(model, 1, on_nonfinite)
+
+    def step(self, x, out: np.ndarray | None = None) -> Output:
+        """x (I,) -> y (O,). With `out` (float32, shape (O,)) the result is written there."""
+        x = as_float32(x, "x")
+        if x.shape != (self.input_size,):
+            raise shape_error("x", f"({self.input_size},)", x.shape)
+        self._x[0] = x
+        if step_streams(self._prog, self._w, self._state, self._scratch, self._x, self._y,
+                        self._check):
+            raise nonfinite_error("x")
+        if out is not None:
+            out[...] = self._y[0]
+            return out
+        return self.model._split(self._y[0].copy())
+
+    def step_many(self, X) -> Output:
+        """X (T, I) -> (T, O): exactly T calls of step(), in one compiled call."""
+        X = as_float32(X, "X")
+        if X.ndim != 2 or X.shape[1] != self.input_size:
+            raise shape_error("X", f"(T, {self.input_size})", X.shape)
+        Y = np.empty((X.shape[0], self.output_size), np.float32)
+        if X.shape[0] and step_sequence(self._prog, self._w, self._state, self._scratch,
+                                        np.ascontiguousarray(X), Y, self._check):
+            raise nonfinite_error("X")
+        return self.model._split(Y)
+
+    def reset(self) -> None:
+        """Back to the model's initial state."""
+        self._state[0] = self.model.plan.init_state
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of the recurrent state, named `<node>.h` / `<node>.c`."""
+        return {s.name: self._state[0, s.offset:s.offset + s.size].copy()
+                for s in self.model.plan.state_slots}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a dict from get_state(); every entry is checked before any is written."""
+        slots = {s.name: s for s in self.model.plan.state_slots}
+        if not isinstance(state, dict) or set(state) != set(slots):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be a dict with keys {sorted(slots)}, got {got}")
+        checked = {}
+        for name, s in slots.items():
+            v = as_float32(state[name], f"state[{name!r}]")
+            if v.shape != (s.size,):
+                raise shape_error(f"state[{name!r}]", f"({s.size},)", v.shape)
+            if not np.isfinite(v).all():
+                raise ValueError(f"state[{name!r}] contains NaN or Inf")
+            checked[name] = v
+        for name, s in slots.items():
+            self._state[0, s.offset:s.offset + s.size] = checked[name]
+
+
+class StreamPool(_StateBox):
+    """n independent streams stepped together: step(X (n, I)) -> (n, O)."""
+
+    def __init__(self, model: Model, n: int, on_nonfinite: str = "raise"):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"number of streams must be a positive integer, got {n!r}")
+        super().__init__(model, int(n), on_nonfinite)
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def step(self, X, out: np.ndarray | None = None) -> Output:
+        X = as_float32(X, "X")
+        if X.shape != (self.n, self.input_size):
+            raise shape_error("X", f"({self.n}, {self.input_size})", X.shape)
+        x = X if X.flags.c_contiguous else np.ascontiguousarray(X)
+        y = self._y if out is None else out
+        if step_streams(self._prog, self._w, self._state, self._scratch, x, y, self._check):
+            raise nonfinite_error("X")
+        return y if out is not None else self.model._split(y.copy())
+
+    def reset(self, i: int | None = None) -> None:
+        """Reset stream i, or all streams when i is None."""
+        if i is None:
+            self._state[:] = self.model.plan.init_state
+            return
+        if not isinstance(i, (int, np.integer)) or not -self.n <= i < self.n:
+            raise IndexError(f"stream index {i!r} out of range for {self.n} streams")
+        self._state[i] = self.model.plan.init_state
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of every stream's state: name -> (n, size)."""
+        return {s.name: self._state[:, s.offset:s.offset + s.size].copy()
+                for s in self.model.plan.state_slots}
