@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ModelFormatError
 from .graph import DEFAULT_ALPHA, Graph
 from .kernels.cells import ACT_CODES
 from .kernels.program import (OP_ACT, OP_ADD, OP_COPY, OP_GRU, OP_LINEAR, OP_LNORM, OP_LSTM,
                               OP_MUL, OP_RNN, PROG_WIDTH)
 
 _ALIGN = 16  # floats: 64 bytes
+_MAX_SCRATCH_FLOATS = 1 << 28  # 1 GiB per stream: a graph needing more is not a real model
 
 
 @dataclass
@@ -158,6 +160,9 @@ def build_plan(graph: Graph) -> Plan:
         output_slices.append((name, pos, pos + n))
         pos += n
 
+    if scratch > _MAX_SCRATCH_FLOATS:
+        raise ModelFormatError(f"model needs {scratch:,} floats of activation scratch per stream "
+                               f"(limit {_MAX_SCRATCH_FLOATS:,}); the file is corrupt or hostile")
     header = [len(rows), slot[in_name], in_size, out_off, out_total] + [0] * (PROG_WIDTH - 5)
     prog = np.array([header] + rows, dtype=np.int64)
     w = arena.build()
