@@ -56,8 +56,16 @@ class GraphBuilder:
         out = f"{name}.out"
         self.nodes.append({"name": name, "op": op, "inputs": list(inputs), "outputs": [out],
                            "attrs": dict(attrs), "weights": wmap})
-        # Validate incrementally so a converter bug points at the node that caused it.
-        g = parse_graph(self.document(), self.tensors)
+        # Validate incrementally so a converter bug points at the node that caused it;
+        # a rejected node is rolled back so the builder stays usable.
+        try:
+            g = parse_graph(self.document(), self.tensors)
+        except Exception:
+            self.nodes.pop()
+            for tname in wmap.values():
+                self.tensors.pop(tname, None)
+            self._names.discard(name)
+            raise
         self.sizes[out] = g.sizes[out]
         return out
 

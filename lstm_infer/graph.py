@@ -17,10 +17,16 @@ from .errors import ModelFormatError
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 ELEMENTWISE_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "gelu", "gelu_tanh",
-                           "leaky_relu", "elu", "softplus")
+                           "leaky_relu", "elu", "softplus", "hard_sigmoid", "affine",
+                           "thresholded_relu", "scaled_tanh", "softsign", "exp", "log", "sqrt",
+                           "neg", "abs", "reciprocal", "erf", "clip", "pow")
 VECTOR_ACTIVATIONS = ("softmax", "log_softmax")
 ACTIVATIONS = ELEMENTWISE_ACTIVATIONS + VECTOR_ACTIVATIONS
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+GATE_ACTIVATIONS = ("sigmoid", "tanh", "relu", "affine", "leaky_relu", "thresholded_relu",
+                    "scaled_tanh", "hard_sigmoid", "elu", "softsign", "softplus")
+BINARY_KINDS = ("add", "sub", "mul", "div", "max", "min", "pow")
+REDUCE_KINDS = ("mean", "sum", "max", "min")
 MAX_SIZE = 1 << 20  # largest feature size we accept from a file
 
 
@@ -87,13 +93,29 @@ def _float(attrs: dict, key: str, default: float) -> float:
 Spec = Callable[[dict], tuple[list[int], int, dict[str, tuple[tuple[int, ...], bool]]]]
 
 
+def _recurrent_common(a: dict, n_acts: int) -> None:
+    _bool(a, "reverse")
+    acts = a.get("activations")
+    if acts is not None:
+        if not isinstance(acts, list) or len(acts) != n_acts:
+            raise _Err(f"attribute 'activations' must list {n_acts} functions, got {acts!r}")
+        for spec in acts:
+            if not isinstance(spec, dict) or spec.get("kind") not in GATE_ACTIVATIONS:
+                raise _Err(f"gate activation must be one of {', '.join(GATE_ACTIVATIONS)}; got {spec!r}")
+            _float(spec, "alpha", 0.0)
+            _float(spec, "beta", 0.0)
+    if a.get("clip") is not None and _float(a, "clip", 0.0) <= 0:
+        raise _Err("attribute 'clip' must be positive")
+
+
 def _lstm(a: dict):
     i, h = _int(a, "input_size"), _int(a, "hidden_size")
     p = _int(a, "proj_size", lo=0, default=0)
-    _bool(a, "reverse")
+    _recurrent_common(a, 3)
+    _bool(a, "input_forget")
     r = p or h
     w = {"W_ih": ((i, 4 * h), True), "W_hh": ((r, 4 * h), True), "bias": ((4 * h,), False),
-         "h0": ((r,), False), "c0": ((h,), False)}
+         "h0": ((r,), False), "c0": ((h,), False), "peephole": ((3 * h,), False)}
     if p:
         w["W_hr"] = ((h, p), True)
     return [i], r, w
@@ -102,7 +124,7 @@ def _lstm(a: dict):
 def _gru(a: dict):
     i, h = _int(a, "input_size"), _int(a, "hidden_size")
     _bool(a, "linear_before_reset", True)
-    _bool(a, "reverse")
+    _recurrent_common(a, 2)
     return [i], h, {"W_ih": ((i, 3 * h), True), "W_hh": ((h, 3 * h), True),
                     "b_ih": ((3 * h,), False), "b_hh": ((3 * h,), False), "h0": ((h,), False)}
 
@@ -111,7 +133,7 @@ def _rnn(a: dict):
     i, h = _int(a, "input_size"), _int(a, "hidden_size")
     if a.get("nonlinearity", "tanh") not in ("tanh", "relu"):
         raise _Err(f"nonlinearity must be 'tanh' or 'relu', got {a.get('nonlinearity')!r}")
-    _bool(a, "reverse")
+    _recurrent_common(a, 1)
     return [i], h, {"W_ih": ((i, h), True), "W_hh": ((h, h), True), "bias": ((h,), False),
                     "h0": ((h,), False)}
 
@@ -126,14 +148,20 @@ def _activation(a: dict):
     if a.get("kind") not in ACTIVATIONS:
         raise _Err(f"activation kind must be one of {', '.join(ACTIVATIONS)}; got {a.get('kind')!r}")
     _float(a, "alpha", DEFAULT_ALPHA.get(a["kind"], 0.0))
+    _float(a, "beta", 0.0)
+    group = _int(a, "axis_size", default=f)
+    if f % group:
+        raise _Err(f"attribute 'axis_size' {group} does not divide size {f}")
     return [f], f, {}
 
 
 def _layernorm(a: dict):
     f = _int(a, "size")
+    rows = _int(a, "rows", default=1)
     if _float(a, "eps", 1e-5) <= 0:
         raise _Err("attribute 'eps' must be positive")
-    return [f], f, {"weight": ((f,), False), "bias": ((f,), False)}
+    total = _int({"n": f * rows}, "n")
+    return [total], total, {"weight": ((f,), False), "bias": ((f,), False)}
 
 
 def _concat(a: dict):
@@ -149,9 +177,48 @@ def _binary(a: dict):
     return [f, f], f, {}
 
 
+def _binary_kind(a: dict):
+    if a.get("kind") not in BINARY_KINDS:
+        raise _Err(f"binary kind must be one of {', '.join(BINARY_KINDS)}; got {a.get('kind')!r}")
+    return _binary(a)
+
+
+def _scale(a: dict):
+    f = _int(a, "size")
+    return [f], f, {"scale": ((f,), False), "shift": ((f,), False)}
+
+
+def _gather(a: dict):
+    n_in, n_out = _int(a, "in_size"), _int(a, "out_size")
+    return [n_in], n_out, {"index": ((n_out,), True)}
+
+
+def _conv1d(a: dict):
+    c, length, m, k = (_int(a, "in_channels"), _int(a, "in_length"), _int(a, "out_channels"),
+                       _int(a, "kernel_size"))
+    stride, dil, groups = _int(a, "stride", default=1), _int(a, "dilation", default=1), _int(a, "groups", default=1)
+    pl, pr = _int(a, "pad_left", lo=0, default=0), _int(a, "pad_right", lo=0, default=0)
+    if c % groups or m % groups:
+        raise _Err(f"groups {groups} must divide in_channels {c} and out_channels {m}")
+    span = dil * (k - 1) + 1
+    if length + pl + pr < span:
+        raise _Err(f"kernel span {span} exceeds padded length {length + pl + pr}")
+    l_out = (length + pl + pr - span) // stride + 1
+    return ([_int({"n": c * length}, "n")], _int({"n": m * l_out}, "n"),
+            {"W": ((m, c // groups, k), True), "bias": ((m,), False)})
+
+
+def _reduce(a: dict):
+    if a.get("kind") not in REDUCE_KINDS:
+        raise _Err(f"reduce kind must be one of {', '.join(REDUCE_KINDS)}; got {a.get('kind')!r}")
+    outer, axis, inner = _int(a, "outer"), _int(a, "axis"), _int(a, "inner")
+    return [_int({"n": outer * axis * inner}, "n")], _int({"n": outer * inner}, "n"), {}
+
+
 OP_SPECS: dict[str, Spec] = {
     "LSTM": _lstm, "GRU": _gru, "RNN": _rnn, "Linear": _linear, "Activation": _activation,
     "LayerNorm": _layernorm, "Concat": _concat, "Add": _binary, "Mul": _binary,
+    "Binary": _binary_kind, "Scale": _scale, "Gather": _gather, "Conv1d": _conv1d, "Reduce": _reduce,
 }
 
 
@@ -239,6 +306,11 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         missing = [r for r, (_, req) in wspec.items() if req and r not in weights]
         if missing:
             raise _Err(f"{where} ({op}): missing weights {missing}")
+        if op == "Gather":
+            idx = weights["index"]
+            n_in = in_sizes[0]
+            if not (np.all(idx == np.floor(idx)) and np.all(idx >= -1) and np.all(idx < n_in)):
+                raise _Err(f"{where} (Gather): index values must be integers in [-1, {n_in})")
         nodes.append(Node(name, op, list(ins), [out], dict(attrs), weights))
     outputs = []
     for spec in doc["outputs"]:

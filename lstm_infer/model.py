@@ -8,11 +8,10 @@ import numpy as np
 
 from .errors import ModelFormatError, NotStreamableError
 from .fileformat import read_model
-from .graph import DEFAULT_ALPHA, Graph, parse_graph
+from .graph import Graph, parse_graph
 from .inputs import as_float32, nonfinite_error, shape_error
-from .kernels.cells import ACT_CODES
-from .kernels.sequence import (activation_rows, gru_sequence, layernorm_rows, lstm_sequence,
-                               rnn_sequence)
+from .kernels.program import step_sequence
+from .kernels.sequence import gru_sequence, lstm_sequence, rnn_sequence
 from .plan import Plan, build_plan
 
 Output = Union[np.ndarray, dict]
@@ -98,8 +97,12 @@ class Model:
         return {name: y[..., a:b] for name, a, b in self.plan.output_slices}
 
     # ---- whole sequences -----------------------------------------------------------
-    def run(self, X, on_nonfinite: str = "raise") -> Output:
-        """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O)."""
+    def run(self, X, lengths=None, on_nonfinite: str = "raise") -> Output:
+        """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O).
+
+        `lengths` (B,) gives per-sequence lengths (ONNX sequence_lens): recurrent layers stop
+        at lengths[b] and output zeros after it; reverse layers start at lengths[b] - 1.
+        """
         X = as_float32(X, "X")
         I = self.input_size
         if X.ndim not in (2, 3) or X.shape[-1] != I:
@@ -111,10 +114,13 @@ class Model:
         if on_nonfinite == "raise" and not np.isfinite(X).all():
             raise ValueError("X contains NaN or Inf (pass on_nonfinite='propagate' to allow it)")
         batched = X.ndim == 3
+        T = X.shape[-2]
+        B = X.shape[0] if batched else 1
+        lens = _check_lengths(lengths, B, T)
         xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
         values = {self.graph.inputs[0][0]: xt}
         for node in self.graph.nodes:
-            values[node.outputs[0]] = _run_node(node, [values[v] for v in node.inputs])
+            values[node.outputs[0]] = _run_node(self.plan, node, [values[v] for v in node.inputs], lens)
         y = np.concatenate([values[name] for name, _ in self.graph.outputs], axis=-1)
         y = y.transpose(1, 0, 2) if batched else y[:, 0, :]
         return self._split(np.ascontiguousarray(y))
@@ -140,6 +146,18 @@ class Model:
         return StreamPool(self, n, on_nonfinite)
 
 
+def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu" or arr.shape != (B,):
+        raise ValueError(f"lengths must be {B} integers (one per sequence), got shape {arr.shape} "
+                         f"dtype {arr.dtype}")
+    if (arr < 0).any() or (arr > T).any():
+        raise ValueError(f"lengths must lie in [0, {T}], got {arr.tolist()}")
+    return arr.astype(np.int64)
+
+
 def _rec_init(node, role: str, size: int) -> np.ndarray:
     init = node.weights.get(role)
     return np.zeros(size, np.float32) if init is None else np.ascontiguousarray(init)
@@ -153,60 +171,43 @@ def _project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return y.reshape(T, B, -1)
 
 
-def _run_node(node, ins: list[np.ndarray]) -> np.ndarray:
+def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
     """One node over a whole (T, B, F) sequence."""
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
     if node.op == "Linear":
         return _project(x, w["W"], w.get("bias"))
-    if node.op == "LSTM":
-        H, P = a["hidden_size"], a.get("proj_size", 0)
-        out = np.empty((T, B, P or H), np.float32)
-        whr = w.get("W_hr", np.zeros((0, 0), np.float32))
-        lstm_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
-                      _rec_init(node, "h0", P or H), _rec_init(node, "c0", H),
-                      bool(a.get("reverse")), out)
-        return out
-    if node.op == "GRU":
+    if node.is_recurrent:
         H = a["hidden_size"]
-        out = np.empty((T, B, H), np.float32)
-        bhh = w.get("b_hh")
-        gru_sequence(_project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
-                     np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
-                     bhh is not None, _rec_init(node, "h0", H),
-                     bool(a.get("linear_before_reset", True)), bool(a.get("reverse")), out)
+        rev = bool(a.get("reverse"))
+        cfg = plan.cfg[node.name]
+        if node.op == "LSTM":
+            P = a.get("proj_size", 0)
+            out = np.zeros((T, B, P or H), np.float32)
+            whr = w.get("W_hr", np.zeros((0, 0), np.float32))
+            peep = w.get("peephole", np.zeros(0, np.float32))
+            lstm_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
+                          _rec_init(node, "h0", P or H), _rec_init(node, "c0", H), rev, lengths,
+                          cfg, np.ascontiguousarray(peep), out)
+        elif node.op == "GRU":
+            out = np.zeros((T, B, H), np.float32)
+            bhh = w.get("b_hh")
+            gru_sequence(_project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
+                         np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
+                         bhh is not None, _rec_init(node, "h0", H),
+                         bool(a.get("linear_before_reset", True)), rev, lengths, cfg, out)
+        else:
+            out = np.zeros((T, B, H), np.float32)
+            rnn_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], _rec_init(node, "h0", H),
+                         rev, lengths, cfg, out)
         return out
-    if node.op == "RNN":
-        H = a["hidden_size"]
-        out = np.empty((T, B, H), np.float32)
-        rnn_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], _rec_init(node, "h0", H),
-                     a.get("nonlinearity", "tanh") == "relu", bool(a.get("reverse")), out)
-        return out
-    if node.op == "Activation":
-        kind = a["kind"]
-        out = np.empty_like(x)
-        activation_rows(x.reshape(T * B, -1), out.reshape(T * B, -1), ACT_CODES[kind],
-                        np.float32(a.get("alpha", DEFAULT_ALPHA.get(kind, 0.0))))
-        return out
-    if node.op == "LayerNorm":
-        F = a["size"]
-        out = np.empty_like(x)
-        parts = [np.zeros(1, np.float32)]
-        w_off = b_off = -1
-        if "weight" in w:
-            w_off = 1
-            parts.append(w["weight"])
-        if "bias" in w:
-            b_off = 1 + (F if "weight" in w else 0)
-            parts.append(w["bias"])
-        layernorm_rows(x.reshape(T * B, -1), out.reshape(T * B, -1), np.float32(a.get("eps", 1e-5)),
-                       np.concatenate(parts).astype(np.float32), w_off, b_off)
-        return out
-    if node.op == "Concat":
-        return np.concatenate(ins, axis=-1)
-    if node.op == "Add":
-        return ins[0] + ins[1]
-    if node.op == "Mul":
-        return ins[0] * ins[1]
-    raise ModelFormatError(f"op {node.op} has no sequence implementation")
+    # Every other op: its one-node program over all T*B rows, through the step interpreter.
+    npg = plan.node_programs[node.name]
+    xs = np.concatenate(ins, axis=-1) if len(ins) > 1 else x
+    xs = np.ascontiguousarray(xs.reshape(T * B, -1))
+    out_size = int(npg.prog[0, 4])
+    ys = np.empty((T * B, out_size), np.float32)
+    step_sequence(npg.prog, plan.arena, np.zeros((1, 1), np.float32),
+                  np.zeros((1, npg.scratch_size), np.float32), xs, ys, False)
+    return ys.reshape(T, B, out_size)

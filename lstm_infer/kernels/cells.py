@@ -12,9 +12,24 @@ from numba import njit
 
 # Activation codes used in compiled programs (order matches graph.ACTIVATIONS).
 ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4, "gelu_tanh": 5,
-             "leaky_relu": 6, "elu": 7, "softplus": 8, "softmax": 9, "log_softmax": 10}
+             "leaky_relu": 6, "elu": 7, "softplus": 8, "softmax": 9, "log_softmax": 10,
+             "hard_sigmoid": 11, "affine": 12, "thresholded_relu": 13, "scaled_tanh": 14,
+             "softsign": 15, "exp": 16, "log": 17, "sqrt": 18, "neg": 19, "abs": 20,
+             "reciprocal": 21, "erf": 22, "clip": 23, "pow": 24}
+
+# Gate activations of recurrent cells (ONNX `activations`), codes used in the cell config.
+GATE_ACT_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "affine": 3, "leaky_relu": 4,
+                  "thresholded_relu": 5, "scaled_tanh": 6, "hard_sigmoid": 7, "elu": 8,
+                  "softsign": 9, "softplus": 10}
+
+# Recurrent cell config block, CFG_SIZE floats in the weight arena:
+#   [0] mode (0: PyTorch defaults, fast path; 1: general)  [1] clip (0: none)
+#   [2] input_forget  [3] has peephole  [4 + 3k .. 6 + 3k] activation k: code, alpha, beta
+CFG_SIZE = 16
 
 _INV_SQRT2 = np.float32(0.7071067811865476)
+_NAN = np.float32(np.nan)
+_INF = np.float32(np.inf)
 _SQRT_2_OVER_PI = np.float32(0.7978845608028654)
 
 
@@ -44,9 +59,79 @@ def set_bias(out, w, b_off, n):
             out[j] = w[b_off + j]
 
 
+@njit(cache=True, inline="always")
+def gate_act(v, kind, a, b):
+    """One ONNX recurrent activation (see GATE_ACT_CODES)."""
+    if kind == 0:
+        return sigmoid(v)
+    if kind == 1:
+        return math.tanh(v)
+    if kind == 2:
+        return v if v > 0 else np.float32(0.0)
+    if kind == 3:
+        return a * v + b
+    if kind == 4:
+        return v if v >= 0 else a * v
+    if kind == 5:
+        return v if v > a else np.float32(0.0)
+    if kind == 6:
+        return a * math.tanh(b * v)
+    if kind == 7:
+        return min(max(a * v + b, np.float32(0.0)), np.float32(1.0))
+    if kind == 8:
+        return v if v >= 0 else a * (math.exp(v) - np.float32(1.0))
+    if kind == 9:
+        return v / (np.float32(1.0) + abs(v))
+    return math.log1p(math.exp(v)) if v < 20 else v  # softplus
+
+
+@njit(cache=True, inline="always")
+def clipv(v, clip):
+    if clip > 0:
+        if v > clip:
+            return clip
+        if v < -clip:
+            return -clip
+    return v
+
+
 @njit(cache=True)
-def lstm_pointwise(gates, c, hfull, H):
+def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
+    """ONNX semantics: peepholes, clip, coupled input/forget gates, any activations."""
+    clip = cfg[1]
+    coupled = cfg[2] != 0
+    has_peep = cfg[3] != 0
+    fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
+    gk, ga, gb = int(cfg[7]), cfg[8], cfg[9]
+    hk, ha, hb = int(cfg[10]), cfg[11], cfg[12]
+    for j in range(H):
+        cp = c[j]
+        gi = gates[j]
+        gf = gates[H + j]
+        go = gates[3 * H + j]
+        if has_peep:
+            gi += peep[j] * cp
+            gf += peep[H + j] * cp
+        ig = gate_act(clipv(gi, clip), fk, fa, fb)
+        if coupled:
+            fg = np.float32(1.0) - ig
+        else:
+            fg = gate_act(clipv(gf, clip), fk, fa, fb)
+        gg = gate_act(clipv(gates[2 * H + j], clip), gk, ga, gb)
+        cj = fg * cp + ig * gg
+        if has_peep:
+            go += peep[2 * H + j] * cj
+        og = gate_act(clipv(go, clip), fk, fa, fb)
+        c[j] = cj
+        hfull[j] = og * gate_act(cj, hk, ha, hb)
+
+
+@njit(cache=True)
+def lstm_pointwise(gates, c, hfull, H, cfg, peep):
     """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
+    if cfg[0] != 0:
+        lstm_pointwise_general(gates, c, hfull, H, cfg, peep)
+        return
     for j in range(H):
         ig = sigmoid(gates[j])
         fg = sigmoid(gates[H + j])
@@ -58,12 +143,25 @@ def lstm_pointwise(gates, c, hfull, H):
 
 
 @njit(cache=True)
-def gru_pointwise(gx, gh, h, H, lbr):
-    """PyTorch gate order r, z, n; gx = x W_ih + b_ih, gh = h W_hh (+ b_hh when lbr).
+def gru_pointwise(gx, gh, h, H, lbr, cfg):
+    """PyTorch gate order r, z, n; gx = x W_ih + b_ih, gh = h W_hh + b_hh.
 
     For the reset-before form (lbr == 0) gh[2H:3H] must already hold (r*h) W_hn + b_hn,
     which the caller computes after r is known; see gru_step.
     """
+    if cfg[0] != 0:
+        clip = cfg[1]
+        fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
+        gk, ga, gb = int(cfg[7]), cfg[8], cfg[9]
+        for j in range(H):
+            z = gate_act(clipv(gx[H + j] + gh[H + j], clip), fk, fa, fb)
+            if lbr:
+                r = gate_act(clipv(gx[j] + gh[j], clip), fk, fa, fb)
+                n = gate_act(clipv(gx[2 * H + j] + r * gh[2 * H + j], clip), gk, ga, gb)
+            else:
+                n = gate_act(clipv(gx[2 * H + j] + gh[2 * H + j], clip), gk, ga, gb)
+            h[j] = (np.float32(1.0) - z) * n + z * h[j]
+        return
     for j in range(H):
         z = sigmoid(gx[H + j] + gh[H + j])
         if lbr:
@@ -75,7 +173,7 @@ def gru_pointwise(gx, gh, h, H, lbr):
 
 
 @njit(cache=True)
-def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr):
+def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg):
     """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H)."""
     if lbr:
         set_bias(gh, w, bhh_off, 3 * H)
@@ -89,39 +187,71 @@ def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr):
             base = whh_off + k * 3 * H
             for j in range(2 * H):
                 gh[j] += hk * w[base + j]
+        general = cfg[0] != 0
         for k in range(H):
-            r = sigmoid(gx[k] + gh[k])
+            if general:
+                r = gate_act(clipv(gx[k] + gh[k], cfg[1]), int(cfg[4]), cfg[5], cfg[6])
+            else:
+                r = sigmoid(gx[k] + gh[k])
             rh[k] = r * h[k]
         for k in range(H):
             rk = rh[k]
             base = whh_off + k * 3 * H + 2 * H
             for j in range(H):
                 gh[2 * H + j] += rk * w[base + j]
-    gru_pointwise(gx, gh, h, H, lbr)
+    gru_pointwise(gx, gh, h, H, lbr, cfg)
 
 
 @njit(cache=True)
-def activation(x, out, n, kind, alpha):
-    """Element-wise or whole-vector activation of x[:n] into out[:n] (may alias)."""
-    if kind == 9 or kind == 10:  # softmax / log_softmax over the vector, max-shifted
-        m = x[0]
-        for j in range(1, n):
-            if x[j] > m:
-                m = x[j]
-        s = np.float32(0.0)
-        for j in range(n):
-            s += math.exp(x[j] - m)
-        if kind == 9:
-            inv = np.float32(1.0) / s
-            for j in range(n):
-                out[j] = math.exp(x[j] - m) * inv
+def rnn_pointwise(acc, h, out, H, cfg):
+    """h = f(clip(acc)); default f = tanh; writes h and out."""
+    general = cfg[0] != 0
+    clip = cfg[1]
+    fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
+    for j in range(H):
+        if general:
+            v = gate_act(clipv(acc[j], clip), fk, fa, fb)
         else:
-            ls = math.log(s)
-            for j in range(n):
-                out[j] = x[j] - m - ls
+            v = math.tanh(acc[j])
+        h[j] = v
+        out[j] = v
+
+
+@njit(cache=True)
+def activation(x, out, n, kind, alpha, beta, group):
+    """Element-wise activation of x[:n] into out[:n] (may alias); softmax/log_softmax over
+    consecutive groups of `group` elements."""
+    if kind == 9 or kind == 10:
+        for g0 in range(0, n, group):
+            _softmax(x[g0:g0 + group], out[g0:g0 + group], group, kind)
         return
     for j in range(n):
-        v = x[j]
+        out[j] = _elementwise(x[j], kind, alpha, beta)
+
+
+@njit(cache=True)
+def _softmax(x, out, n, kind):
+    """softmax (kind 9) or log_softmax (10) over x[:n], max-shifted."""
+    m = x[0]
+    for j in range(1, n):
+        if x[j] > m:
+            m = x[j]
+    s = np.float32(0.0)
+    for j in range(n):
+        s += math.exp(x[j] - m)
+    if kind == 9:
+        inv = np.float32(1.0) / s
+        for j in range(n):
+            out[j] = math.exp(x[j] - m) * inv
+    else:
+        ls = math.log(s)
+        for j in range(n):
+            out[j] = x[j] - m - ls
+
+
+@njit(cache=True, inline="always")
+def _elementwise(v, kind, alpha, beta):
+    if kind <= 8:
         if kind == 0:
             r = v
         elif kind == 1:
@@ -141,7 +271,34 @@ def activation(x, out, n, kind, alpha):
             r = v if v > 0 else alpha * (math.exp(v) - np.float32(1.0))
         else:  # softplus, PyTorch's threshold 20
             r = v if v > 20 else math.log1p(math.exp(v))
-        out[j] = r
+        return r
+    if kind == 11:
+        return min(max(alpha * v + beta, np.float32(0.0)), np.float32(1.0))
+    if kind == 12:
+        return alpha * v + beta
+    if kind == 13:
+        return v if v > alpha else np.float32(0.0)
+    if kind == 14:
+        return alpha * math.tanh(beta * v)
+    if kind == 15:
+        return v / (np.float32(1.0) + abs(v))
+    if kind == 16:
+        return math.exp(v)
+    if kind == 17:
+        return math.log(v) if v > 0 else (-_INF if v == 0 else _NAN)
+    if kind == 18:
+        return math.sqrt(v) if v >= 0 else _NAN
+    if kind == 19:
+        return -v
+    if kind == 20:
+        return abs(v)
+    if kind == 21:
+        return np.float32(1.0) / v if v != 0 else (-_INF if math.copysign(1.0, v) < 0 else _INF)
+    if kind == 22:
+        return math.erf(v)
+    if kind == 23:
+        return min(max(v, alpha), beta)
+    return v ** alpha if v > 0 or alpha == math.floor(alpha) else _NAN  # pow, constant exponent
 
 
 @njit(cache=True)

@@ -6,15 +6,20 @@ PROG_WIDTH fields per op, plus three float32 arenas: weights `w` (1-D, read-only
 program are into those arenas. Because every model uses the same kernel signature,
 the kernels compile once per installation, not once per model.
 
-Row layouts (field 0 is the opcode; -1 marks an absent weight):
+Row layouts (field 0 is the opcode; -1 marks an absent weight; `cfg` is the offset
+of a CFG_SIZE recurrent config block in w, see cells.py):
   LINEAR  in, out, I, O, W, b
-  LSTM    in, out, I, H, P, W_ih, W_hh, bias, W_hr, st_h, st_c, gates, hfull
-  GRU     in, out, I, H, lbr, W_ih, W_hh, b_ih, b_hh, st_h, gx, gh, rh
-  RNN     in, out, I, H, relu, W_ih, W_hh, bias, st_h
-  ACT     in, out, F, kind, alpha (index into w)
-  LNORM   in, out, F, eps (index into w), weight, bias
+  LSTM    in, out, I, H, P, W_ih, W_hh, bias, W_hr, st_h, st_c, gates, hfull, cfg, peephole
+  GRU     in, out, I, H, lbr, W_ih, W_hh, b_ih, b_hh, st_h, gx, gh, rh, cfg
+  RNN     in, out, I, H, -, W_ih, W_hh, bias, st_h, cfg
+  ACT     in, out, F, kind, alpha (alpha at w[i], beta at w[i+1]), group
+  LNORM   in, out, size, eps (index into w), weight, bias, rows
   COPY    in, out, F                     (Concat is one COPY per input)
-  ADD/MUL a, out, F, b
+  BINARY  a, out, F, b, kind (0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 pow)
+  SCALE   in, out, F, scale, shift
+  GATHER  in, out, n_out, index
+  CONV1D  in, out, C, L, M, K, stride, dilation, pad_left, groups, L_out, W, bias
+  REDUCE  in, out, kind (0 mean, 1 sum, 2 max, 3 min), outer, axis, inner
 The first row is a header: n_ops, input offset, input size, output offset, output size.
 """
 import math
@@ -22,16 +27,79 @@ import math
 import numpy as np
 from numba import njit
 
-from .cells import activation, gru_step, layernorm, lstm_pointwise, matvec_acc, set_bias
+from .cells import (CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, matvec_acc,
+                    rnn_pointwise, set_bias)
 
 PROG_WIDTH = 16
-OP_LINEAR, OP_LSTM, OP_GRU, OP_RNN, OP_ACT, OP_LNORM, OP_COPY, OP_ADD, OP_MUL = range(1, 10)
+(OP_LINEAR, OP_LSTM, OP_GRU, OP_RNN, OP_ACT, OP_LNORM, OP_COPY, OP_BINARY, OP_SCALE,
+ OP_GATHER, OP_CONV1D, OP_REDUCE) = range(1, 13)
+BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
+REDUCE_CODES = {"mean": 0, "sum": 1, "max": 2, "min": 3}
+
+
+@njit(cache=True, inline="always")
+def _binary(a, b, kind):
+    if kind == 0:
+        return a + b
+    if kind == 1:
+        return a - b
+    if kind == 2:
+        return a * b
+    if kind == 3:
+        if b == 0:
+            return np.float32(np.nan) if a == 0 or a != a else np.float32(np.inf) * a * math.copysign(1.0, b)
+        return a / b
+    if kind == 4:
+        return max(a, b)
+    if kind == 5:
+        return min(a, b)
+    return a ** b if a > 0 or b == math.floor(b) else np.float32(np.nan)
+
+
+@njit(cache=True)
+def _conv1d(x, out, w, C, L, M, K, stride, dil, pad, groups, L_out, w_off, b_off):
+    cg = C // groups
+    mg = M // groups
+    for m in range(M):
+        g = m // mg
+        bias = w[b_off + m] if b_off >= 0 else np.float32(0.0)
+        for t in range(L_out):
+            acc = bias
+            base = t * stride - pad
+            for ci in range(cg):
+                c = g * cg + ci
+                wrow = w_off + (m * cg + ci) * K
+                for k in range(K):
+                    pos = base + k * dil
+                    if 0 <= pos < L:
+                        acc += w[wrow + k] * x[c * L + pos]
+            out[m * L_out + t] = acc
+
+
+@njit(cache=True)
+def _reduce(x, out, kind, outer, axis, inner):
+    for o in range(outer):
+        for i in range(inner):
+            base = o * axis * inner + i
+            acc = x[base]
+            for a in range(1, axis):
+                v = x[base + a * inner]
+                if kind <= 1:
+                    acc += v
+                elif kind == 2:
+                    acc = max(acc, v)
+                else:
+                    acc = min(acc, v)
+            if kind == 0:
+                acc = acc / axis
+            out[o * inner + i] = acc
 
 
 @njit(cache=True)
 def _run_ops(prog, w, st, sc):
     """Run every op once for one stream: st, sc are that stream's state and scratch rows."""
     n_ops = prog[0, 0]
+    empty = w[0:0]
     for r in range(1, n_ops + 1):
         op = prog[r, 0]
         i0 = prog[r, 1]
@@ -51,17 +119,20 @@ def _run_ops(prog, w, st, sc):
             gates = sc[g0:g0 + 4 * H]
             h = st[prog[r, 10]:prog[r, 10] + R]
             c = st[prog[r, 11]:prog[r, 11] + H]
+            cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
+            p0 = prog[r, 15]
+            peep = w[p0:p0 + 3 * H] if p0 >= 0 else empty
             set_bias(gates, w, prog[r, 8], 4 * H)
             matvec_acc(gates, sc[i0:i0 + I], w, prog[r, 6], I, 4 * H)
             matvec_acc(gates, h, w, prog[r, 7], R, 4 * H)
             if P > 0:
                 hf0 = prog[r, 13]
                 hfull = sc[hf0:hf0 + H]
-                lstm_pointwise(gates, c, hfull, H)
+                lstm_pointwise(gates, c, hfull, H, cfg, peep)
                 set_bias(h, w, -1, P)
                 matvec_acc(h, hfull, w, prog[r, 9], H, P)
             else:
-                lstm_pointwise(gates, c, h, H)
+                lstm_pointwise(gates, c, h, H, cfg, peep)
             out = sc[o0:o0 + R]
             for j in range(R):
                 out[j] = h[j]
@@ -72,49 +143,72 @@ def _run_ops(prog, w, st, sc):
             gh = sc[prog[r, 12]:prog[r, 12] + 3 * H]
             rh = sc[prog[r, 13]:prog[r, 13] + H]
             h = st[prog[r, 10]:prog[r, 10] + H]
+            cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
             set_bias(gx, w, prog[r, 8], 3 * H)
             matvec_acc(gx, sc[i0:i0 + I], w, prog[r, 6], I, 3 * H)
-            gru_step(gx, gh, rh, h, H, w, prog[r, 7], prog[r, 9], prog[r, 5])
+            gru_step(gx, gh, rh, h, H, w, prog[r, 7], prog[r, 9], prog[r, 5], cfg)
             out = sc[o0:o0 + H]
             for j in range(H):
                 out[j] = h[j]
         elif op == OP_RNN:
             I = prog[r, 3]
             H = prog[r, 4]
-            relu = prog[r, 5]
             h = st[prog[r, 9]:prog[r, 9] + H]
+            cfg = w[prog[r, 10]:prog[r, 10] + CFG_SIZE]
             out = sc[o0:o0 + H]
             set_bias(out, w, prog[r, 8], H)
             matvec_acc(out, sc[i0:i0 + I], w, prog[r, 6], I, H)
             matvec_acc(out, h, w, prog[r, 7], H, H)
-            for j in range(H):
-                v = out[j]
-                if relu:
-                    v = v if v > 0 else np.float32(0.0)
-                else:
-                    v = math.tanh(v)
-                out[j] = v
-                h[j] = v
+            rnn_pointwise(out, h, out, H, cfg)
         elif op == OP_ACT:
             F = prog[r, 3]
-            activation(sc[i0:i0 + F], sc[o0:o0 + F], F, prog[r, 4], w[prog[r, 5]])
+            a0 = prog[r, 5]
+            activation(sc[i0:i0 + F], sc[o0:o0 + F], F, prog[r, 4], w[a0], w[a0 + 1], prog[r, 6])
         elif op == OP_LNORM:
             F = prog[r, 3]
-            layernorm(sc[i0:i0 + F], sc[o0:o0 + F], F, w[prog[r, 4]], w, prog[r, 5], prog[r, 6])
+            for row in range(prog[r, 7]):
+                layernorm(sc[i0 + row * F:i0 + (row + 1) * F], sc[o0 + row * F:o0 + (row + 1) * F],
+                          F, w[prog[r, 4]], w, prog[r, 5], prog[r, 6])
         elif op == OP_COPY:
             F = prog[r, 3]
             for j in range(F):
                 sc[o0 + j] = sc[i0 + j]
-        elif op == OP_ADD:
+        elif op == OP_BINARY:
             F = prog[r, 3]
             b0 = prog[r, 4]
+            kind = prog[r, 5]
             for j in range(F):
-                sc[o0 + j] = sc[i0 + j] + sc[b0 + j]
-        elif op == OP_MUL:
+                sc[o0 + j] = _binary(sc[i0 + j], sc[b0 + j], kind)
+        elif op == OP_SCALE:
             F = prog[r, 3]
-            b0 = prog[r, 4]
+            s0 = prog[r, 4]
+            t0 = prog[r, 5]
             for j in range(F):
-                sc[o0 + j] = sc[i0 + j] * sc[b0 + j]
+                v = sc[i0 + j]
+                if s0 >= 0:
+                    v = v * w[s0 + j]
+                if t0 >= 0:
+                    v = v + w[t0 + j]
+                sc[o0 + j] = v
+        elif op == OP_GATHER:
+            n = prog[r, 3]
+            x0 = prog[r, 4]
+            for j in range(n):
+                k = int(w[x0 + j])
+                sc[o0 + j] = sc[i0 + k] if k >= 0 else np.float32(0.0)
+        elif op == OP_CONV1D:
+            C = prog[r, 3]
+            L = prog[r, 4]
+            M = prog[r, 5]
+            L_out = prog[r, 11]
+            _conv1d(sc[i0:i0 + C * L], sc[o0:o0 + M * L_out], w, C, L, M, prog[r, 6], prog[r, 7],
+                    prog[r, 8], prog[r, 9], prog[r, 10], L_out, prog[r, 12], prog[r, 13])
+        elif op == OP_REDUCE:
+            outer = prog[r, 4]
+            axis = prog[r, 5]
+            inner = prog[r, 6]
+            _reduce(sc[i0:i0 + outer * axis * inner], sc[o0:o0 + outer * inner], prog[r, 3],
+                    outer, axis, inner)
 
 
 @njit(cache=True)

@@ -1,18 +1,17 @@
 """Whole-sequence recurrences for run(): the input projection of every step is one
 BLAS matrix product done by the caller (numpy), so these loops only add the
 recurrent term and apply the cell. They call the same cell functions as the
-step interpreter. Layout: time-major (T, B, F) float32.
+step interpreter. Layout: time-major (T, B, F) float32; `out` must be zeroed by the
+caller, since steps at or past lengths[b] are not written (ONNX sequence_lens).
 """
-import math
-
 import numpy as np
 from numba import njit
 
-from .cells import activation, gru_step, layernorm, lstm_pointwise, matvec_acc, set_bias
+from .cells import gru_step, lstm_pointwise, matvec_acc, rnn_pointwise, set_bias
 
 
 @njit(cache=True)
-def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, out):
+def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
     """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R)."""
     T, B, G = gx.shape
     H = G // 4
@@ -25,23 +24,24 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, out):
     for b in range(B):
         h = h0.copy()
         c = c0.copy()
-        for s in range(T):
-            t = T - 1 - s if reverse else s
+        L = lengths[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
             for j in range(G):
                 gates[j] = gx[t, b, j]
             matvec_acc(gates, h, whh, 0, R, G)
             if P > 0:
-                lstm_pointwise(gates, c, hfull, H)
+                lstm_pointwise(gates, c, hfull, H, cfg, peep)
                 set_bias(h, whr, -1, P)
                 matvec_acc(h, hfull, whr, 0, H, P)
             else:
-                lstm_pointwise(gates, c, h, H)
+                lstm_pointwise(gates, c, h, H, cfg, peep)
             for j in range(R):
                 out[t, b, j] = h[j]
 
 
 @njit(cache=True)
-def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, out):
+def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
     """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh."""
     T, B, G = gx.shape
     H = G // 3
@@ -55,45 +55,31 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, out):
     rh = np.empty(H, np.float32)
     for b in range(B):
         h = h0.copy()
-        for s in range(T):
-            t = T - 1 - s if reverse else s
+        L = lengths[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
             for j in range(G):
                 g[j] = gx[t, b, j]
-            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr)
+            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr, cfg)
             for j in range(H):
                 out[t, b, j] = h[j]
 
 
 @njit(cache=True)
-def rnn_sequence(gx, w_hh, h0, relu, reverse, out):
-    """gx (T, B, H) = x W_ih + bias; h = act(gx + h W_hh)."""
+def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
+    """gx (T, B, H) = x W_ih + bias; h = f(gx + h W_hh)."""
     T, B, H = gx.shape
     whh = w_hh.ravel()
     acc = np.empty(H, np.float32)
+    y = np.empty(H, np.float32)
     for b in range(B):
         h = h0.copy()
-        for s in range(T):
-            t = T - 1 - s if reverse else s
+        L = lengths[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
             for j in range(H):
                 acc[j] = gx[t, b, j]
             matvec_acc(acc, h, whh, 0, H, H)
+            rnn_pointwise(acc, h, y, H, cfg)
             for j in range(H):
-                v = acc[j]
-                if relu:
-                    v = v if v > 0 else np.float32(0.0)
-                else:
-                    v = math.tanh(v)
-                h[j] = v
-                out[t, b, j] = v
-
-
-@njit(cache=True)
-def activation_rows(x, out, kind, alpha):
-    for i in range(x.shape[0]):
-        activation(x[i], out[i], x.shape[1], kind, alpha)
-
-
-@njit(cache=True)
-def layernorm_rows(x, out, eps, w, w_off, b_off):
-    for i in range(x.shape[0]):
-        layernorm(x[i], out[i], x.shape[1], eps, w, w_off, b_off)
+                out[t, b, j] = y[j]
