@@ -4,6 +4,12 @@ Everything works on flat float32 vectors. Weight matrices are stored (in, out)
 row-major, i.e. the transpose of PyTorch's (out, in) `weight`, so a matrix-vector
 product is a sum of scaled rows (axpy), the loop order LLVM vectorises best.
 Sharing these functions is what makes `run()`, `step()` and `step_many()` agree.
+
+Speed notes (measured in benchmarks/, see README): `error_model="numpy"` drops
+Python's division-by-zero checks, whose branches stopped LLVM from vectorising any
+loop with a division; `fastmath={"contract"}` only allows fused multiply-add. The
+default LSTM/GRU cells use `fast_tanh` (a rational approximation, max abs error
+3.5e-7 over all float32, tests/test_fast_math.py) so the whole cell vectorises.
 """
 import math
 
@@ -33,39 +39,94 @@ _INF = np.float32(np.inf)
 _SQRT_2_OVER_PI = np.float32(0.7978845608028654)
 
 
+KERNEL = dict(cache=True, error_model="numpy", fastmath={"contract"})
+
+
 @njit(cache=True, inline="always")
 def sigmoid(v):
     return np.float32(1.0) / (np.float32(1.0) + math.exp(-v))
 
 
-@njit(cache=True)
+_TANH_CLAMP = np.float32(7.90531110763549805)
+
+
+@njit(inline="always", **KERNEL)
+def fast_tanh(x):
+    """tanh as a 13/6 rational function on [-7.9, 7.9] (the minimax form Eigen uses);
+    branch-free, so loops over it vectorise. Max abs error 3.5e-7 in float32."""
+    x = _TANH_CLAMP if x > _TANH_CLAMP else x  # written so that NaN passes through
+    x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
+    x2 = x * x
+    p = np.float32(-2.76076847742355e-16)
+    p = p * x2 + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = np.float32(1.19825839466702e-06)
+    q = q * x2 + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+@njit(inline="always", **KERNEL)
+def fast_sigmoid(x):
+    """sigmoid(x) = (1 + tanh(x/2)) / 2; max abs error 2.3e-7."""
+    return np.float32(0.5) * fast_tanh(np.float32(0.5) * x) + np.float32(0.5)
+
+
+@njit(inline="always", **KERNEL)
 def matvec_acc(out, x, w, w_off, rows, cols):
-    """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols)."""
-    for k in range(rows):
-        xk = x[k]
-        base = w_off + k * cols
+    """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols).
+
+    Four rows of W per pass: out is loaded and stored once per four rows, which
+    matters because the loop is bound by cache bandwidth, not arithmetic. Rows are
+    sliced before the loop so every index is `j`, which Numba knows is >= 0: an index
+    like `w[base + j]` gets a negative-index wrap-around check that turns the
+    vector load into a gather (4-5x slower, measured)."""
+    k = 0
+    while k + 4 <= rows:
+        x0 = x[k]
+        x1 = x[k + 1]
+        x2 = x[k + 2]
+        x3 = x[k + 3]
+        b0 = w_off + k * cols
+        r0 = w[b0:b0 + cols]
+        r1 = w[b0 + cols:b0 + 2 * cols]
+        r2 = w[b0 + 2 * cols:b0 + 3 * cols]
+        r3 = w[b0 + 3 * cols:b0 + 4 * cols]
         for j in range(cols):
-            out[j] += xk * w[base + j]
+            out[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
+        k += 4
+    while k < rows:
+        xk = x[k]
+        r0 = w[w_off + k * cols:w_off + (k + 1) * cols]
+        for j in range(cols):
+            out[j] += xk * r0[j]
+        k += 1
 
 
-@njit(cache=True)
+@njit(inline="always", **KERNEL)
 def set_bias(out, w, b_off, n):
     """out[:n] = bias, or zeros when b_off < 0 (no bias)."""
     if b_off < 0:
         for j in range(n):
             out[j] = np.float32(0.0)
     else:
+        b = w[b_off:b_off + n]
         for j in range(n):
-            out[j] = w[b_off + j]
+            out[j] = b[j]
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def gate_act(v, kind, a, b):
     """One ONNX recurrent activation (see GATE_ACT_CODES)."""
     if kind == 0:
-        return sigmoid(v)
+        return fast_sigmoid(v)
     if kind == 1:
-        return math.tanh(v)
+        return fast_tanh(v)
     if kind == 2:
         return v if v > 0 else np.float32(0.0)
     if kind == 3:
@@ -85,7 +146,7 @@ def gate_act(v, kind, a, b):
     return math.log1p(math.exp(v)) if v < 20 else v  # softplus
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def clipv(v, clip):
     if clip > 0:
         if v > clip:
@@ -95,7 +156,7 @@ def clipv(v, clip):
     return v
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
     """ONNX semantics: peepholes, clip, coupled input/forget gates, any activations."""
     clip = cfg[1]
@@ -126,23 +187,23 @@ def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
         hfull[j] = og * gate_act(cj, hk, ha, hb)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def lstm_pointwise(gates, c, hfull, H, cfg, peep):
     """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
     if cfg[0] != 0:
         lstm_pointwise_general(gates, c, hfull, H, cfg, peep)
         return
+    gi = gates[0:H]  # sliced so each index is a plain j >= 0 (see matvec_acc)
+    gf = gates[H:2 * H]
+    gg = gates[2 * H:3 * H]
+    go = gates[3 * H:4 * H]
     for j in range(H):
-        ig = sigmoid(gates[j])
-        fg = sigmoid(gates[H + j])
-        gg = math.tanh(gates[2 * H + j])
-        og = sigmoid(gates[3 * H + j])
-        cj = fg * c[j] + ig * gg
+        cj = fast_sigmoid(gf[j]) * c[j] + fast_sigmoid(gi[j]) * fast_tanh(gg[j])
         c[j] = cj
-        hfull[j] = og * math.tanh(cj)
+        hfull[j] = fast_sigmoid(go[j]) * fast_tanh(cj)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gru_pointwise(gx, gh, h, H, lbr, cfg):
     """PyTorch gate order r, z, n; gx = x W_ih + b_ih, gh = h W_hh + b_hh.
 
@@ -162,17 +223,22 @@ def gru_pointwise(gx, gh, h, H, lbr, cfg):
                 n = gate_act(clipv(gx[2 * H + j] + gh[2 * H + j], clip), gk, ga, gb)
             h[j] = (np.float32(1.0) - z) * n + z * h[j]
         return
-    for j in range(H):
-        z = sigmoid(gx[H + j] + gh[H + j])
-        if lbr:
-            r = sigmoid(gx[j] + gh[j])
-            n = math.tanh(gx[2 * H + j] + r * gh[2 * H + j])
-        else:
-            n = math.tanh(gx[2 * H + j] + gh[2 * H + j])
-        h[j] = (np.float32(1.0) - z) * n + z * h[j]
+    xr, xz, xn = gx[0:H], gx[H:2 * H], gx[2 * H:3 * H]
+    hr, hz, hn = gh[0:H], gh[H:2 * H], gh[2 * H:3 * H]
+    one = np.float32(1.0)
+    if lbr:
+        for j in range(H):
+            z = fast_sigmoid(xz[j] + hz[j])
+            n = fast_tanh(xn[j] + fast_sigmoid(xr[j] + hr[j]) * hn[j])
+            h[j] = (one - z) * n + z * h[j]
+    else:
+        for j in range(H):
+            z = fast_sigmoid(xz[j] + hz[j])
+            n = fast_tanh(xn[j] + hn[j])
+            h[j] = (one - z) * n + z * h[j]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg):
     """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H)."""
     if lbr:
@@ -182,42 +248,46 @@ def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg):
         # r and z need h W_h{r,z}; n needs (r*h) W_hn, so compute the first 2H columns,
         # then r, then the last H columns from r*h. W_hh rows are (H, 3H).
         set_bias(gh, w, bhh_off, 3 * H)
+        ghrz = gh[0:2 * H]
         for k in range(H):
             hk = h[k]
-            base = whh_off + k * 3 * H
+            row = w[whh_off + k * 3 * H:whh_off + k * 3 * H + 2 * H]
             for j in range(2 * H):
-                gh[j] += hk * w[base + j]
+                ghrz[j] += hk * row[j]
         general = cfg[0] != 0
         for k in range(H):
             if general:
                 r = gate_act(clipv(gx[k] + gh[k], cfg[1]), int(cfg[4]), cfg[5], cfg[6])
             else:
-                r = sigmoid(gx[k] + gh[k])
+                r = fast_sigmoid(gx[k] + gh[k])
             rh[k] = r * h[k]
+        ghn = gh[2 * H:3 * H]
         for k in range(H):
             rk = rh[k]
-            base = whh_off + k * 3 * H + 2 * H
+            row = w[whh_off + k * 3 * H + 2 * H:whh_off + (k + 1) * 3 * H]
             for j in range(H):
-                gh[2 * H + j] += rk * w[base + j]
+                ghn[j] += rk * row[j]
     gru_pointwise(gx, gh, h, H, lbr, cfg)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def rnn_pointwise(acc, h, out, H, cfg):
     """h = f(clip(acc)); default f = tanh; writes h and out."""
-    general = cfg[0] != 0
+    if cfg[0] == 0:
+        for j in range(H):
+            v = fast_tanh(acc[j])
+            h[j] = v
+            out[j] = v
+        return
     clip = cfg[1]
     fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
     for j in range(H):
-        if general:
-            v = gate_act(clipv(acc[j], clip), fk, fa, fb)
-        else:
-            v = math.tanh(acc[j])
+        v = gate_act(clipv(acc[j], clip), fk, fa, fb)
         h[j] = v
         out[j] = v
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def activation(x, out, n, kind, alpha, beta, group):
     """Element-wise activation of x[:n] into out[:n] (may alias); softmax/log_softmax over
     consecutive groups of `group` elements."""
@@ -229,7 +299,7 @@ def activation(x, out, n, kind, alpha, beta, group):
         out[j] = _elementwise(x[j], kind, alpha, beta)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _softmax(x, out, n, kind):
     """softmax (kind 9) or log_softmax (10) over x[:n], max-shifted."""
     m = x[0]
@@ -249,7 +319,7 @@ def _softmax(x, out, n, kind):
             out[j] = x[j] - m - ls
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def _elementwise(v, kind, alpha, beta):
     if kind <= 8:
         if kind == 0:
@@ -301,7 +371,7 @@ def _elementwise(v, kind, alpha, beta):
     return v ** alpha if v > 0 or alpha == math.floor(alpha) else _NAN  # pow, constant exponent
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def layernorm(x, out, n, eps, w, w_off, b_off):
     """(x - mean) / sqrt(var + eps) * weight + bias, two-pass in float64 for stability."""
     s = 0.0

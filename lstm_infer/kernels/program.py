@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .cells import (CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, matvec_acc,
+from .cells import (KERNEL, CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, matvec_acc,
                     rnn_pointwise, set_bias)
 
 PROG_WIDTH = 16
@@ -37,7 +37,7 @@ BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow
 REDUCE_CODES = {"mean": 0, "sum": 1, "max": 2, "min": 3}
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def _binary(a, b, kind):
     if kind == 0:
         return a + b
@@ -56,7 +56,7 @@ def _binary(a, b, kind):
     return a ** b if a > 0 or b == math.floor(b) else np.float32(np.nan)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _conv1d(x, out, w, C, L, M, K, stride, dil, pad, groups, L_out, w_off, b_off):
     cg = C // groups
     mg = M // groups
@@ -76,7 +76,7 @@ def _conv1d(x, out, w, C, L, M, K, stride, dil, pad, groups, L_out, w_off, b_off
             out[m * L_out + t] = acc
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _reduce(x, out, kind, outer, axis, inner):
     for o in range(outer):
         for i in range(inner):
@@ -95,7 +95,7 @@ def _reduce(x, out, kind, outer, axis, inner):
             out[o * inner + i] = acc
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _run_ops(prog, w, st, sc):
     """Run every op once for one stream: st, sc are that stream's state and scratch rows."""
     n_ops = prog[0, 0]
@@ -211,7 +211,7 @@ def _run_ops(prog, w, st, sc):
                     outer, axis, inner)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _all_finite(x):
     for v in x.ravel():
         if not math.isfinite(v):
@@ -219,7 +219,7 @@ def _all_finite(x):
     return True
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def step_streams(prog, w, state, scratch, x, y, check_finite):
     """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input."""
     if check_finite and not _all_finite(x):
@@ -238,7 +238,7 @@ def step_streams(prog, w, state, scratch, x, y, check_finite):
     return 0
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def step_sequence(prog, w, state, scratch, xs, ys, check_finite):
     """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_streams calls."""
     if check_finite and not _all_finite(xs):

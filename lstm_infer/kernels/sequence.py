@@ -7,10 +7,10 @@ caller, since steps at or past lengths[b] are not written (ONNX sequence_lens).
 import numpy as np
 from numba import njit
 
-from .cells import gru_step, lstm_pointwise, matvec_acc, rnn_pointwise, set_bias
+from .cells import KERNEL, gru_step, lstm_pointwise, matvec_acc, rnn_pointwise, set_bias
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
     """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R)."""
     T, B, G = gx.shape
@@ -40,7 +40,7 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
                 out[t, b, j] = h[j]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
     """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh."""
     T, B, G = gx.shape
@@ -65,7 +65,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
                 out[t, b, j] = h[j]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
     """gx (T, B, H) = x W_ih + bias; h = f(gx + h W_hh)."""
     T, B, H = gx.shape
