@@ -208,6 +208,5 @@ def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> n
     xs = np.ascontiguousarray(xs.reshape(T * B, -1))
     out_size = int(npg.prog[0, 4])
     ys = np.empty((T * B, out_size), np.float32)
-    step_sequence(npg.prog, plan.arena, np.zeros((1, 1), np.float32),
-                  np.zeros((1, npg.scratch_size), np.float32), xs, ys, False)
+    step_sequence(npg.prog, plan.arena, np.zeros((1, npg.scratch_size), np.float32), xs, ys, False)
     return ys.reshape(T, B, out_size)

@@ -44,7 +44,7 @@ class NodeProgram:
 class Plan:
     prog: np.ndarray          # (n_ops + 1, PROG_WIDTH) int64
     arena: np.ndarray         # float32 weights + constants
-    init_state: np.ndarray    # (S,) float32
+    init_state: np.ndarray    # (S,) float32: the state part of a stream's memory row
     state_slots: list[StateSlot]
     scratch_size: int
     input_size: int
@@ -203,11 +203,12 @@ class _Emitter:
         self.rows.append(row)
         return out
 
-    def program(self, in_off: int, in_size: int, out_off: int, out_size: int) -> np.ndarray:
+    def program(self, in_off: int, in_size: int, out_off: int, out_size: int,
+                state_size: int = 0) -> np.ndarray:
         if self.scratch > _MAX_SCRATCH_FLOATS:
             raise ModelFormatError(f"model needs {self.scratch:,} floats of activation scratch per "
                                    f"stream (limit {_MAX_SCRATCH_FLOATS:,}); the file is corrupt or hostile")
-        header = [len(self.rows), in_off, in_size, out_off, out_size] + [0] * (PROG_WIDTH - 5)
+        header = [len(self.rows), in_off, in_size, out_off, out_size, state_size] + [0] * (PROG_WIDTH - 6)
         return np.array([header] + self.rows, dtype=np.int64)
 
 
@@ -242,7 +243,8 @@ def build_plan(graph: Graph) -> Plan:
         em.copy(slot[name], out_off + pos, n)
         output_slices.append((name, pos, pos + n))
         pos += n
-    prog = em.program(slot[in_name], in_size, out_off, out_total)
+    state_size = max(em.state_size, _ALIGN)
+    prog = em.program(slot[in_name], in_size, out_off, out_total, state_size)
     node_programs = {n.name: _node_program(n, graph, arena) for n in graph.nodes
                      if not n.is_recurrent and n.op != "Linear"}
     w = arena.build()
@@ -252,7 +254,7 @@ def build_plan(graph: Graph) -> Plan:
             off = arena.offsets.get(id(arr))
             if off is not None:
                 node.weights[role] = w[off:off + arr.size].reshape(arr.shape)
-    init = np.zeros(max(em.state_size, 1), np.float32)
+    init = np.zeros(state_size, np.float32)
     for off, arr in em.init_parts:
         init[off:off + arr.size] = arr
     cfg = {name: w[off:off + CFG_SIZE] for name, off in em.cfg_offsets.items()}

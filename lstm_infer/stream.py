@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .inputs import as_float32, nonfinite_error, shape_error
-from .kernels.program import step_sequence, step_streams
+from .kernels.program import step_one, step_sequence, step_streams
 from .model import ON_NONFINITE, Model, Output
 
 
 class _StateBox:
-    """State + scratch rows for n streams, and the kernels' fixed arguments."""
+    """Memory rows for n streams (state, then scratch) and the kernels' fixed arguments."""
 
     def __init__(self, model: Model, n: int, on_nonfinite: str):
         if on_nonfinite not in ON_NONFINITE:
@@ -20,12 +20,15 @@ class _StateBox:
         self._prog = plan.prog
         self._w = plan.arena
         self._check = on_nonfinite == "raise"
-        self._state = np.tile(plan.init_state, (n, 1))
-        self._scratch = np.zeros((n, plan.scratch_size), np.float32)
-        self._x = np.zeros((n, plan.input_size), np.float32)
-        self._y = np.zeros((n, plan.output_size), np.float32)
+        self._S = plan.init_state.size
+        self._mem = np.zeros((n, self._S + plan.scratch_size), np.float32)
+        self._mem[:, :self._S] = plan.init_state
         self.input_size = plan.input_size
         self.output_size = plan.output_size
+        self._single_output = len(plan.output_slices) == 1
+
+    def _state_view(self, s, rows=slice(None)):
+        return self._mem[rows, s.offset:s.offset + s.size]
 
 
 class Stream(_StateBox):
@@ -35,18 +38,24 @@ class Stream(_StateBox):
         super().__init__(model, 1, on_nonfinite)
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
-        """x (I,) -> y (O,). With `out` (float32, shape (O,)) the result is written there."""
-        x = as_float32(x, "x")
+        """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
+        written there and nothing is allocated."""
+        if not (type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous):
+            x = as_float32(x, "x")
+            if x.shape == (self.input_size,):
+                x = np.ascontiguousarray(x)
         if x.shape != (self.input_size,):
             raise shape_error("x", f"({self.input_size},)", x.shape)
-        self._x[0] = x
-        if step_streams(self._prog, self._w, self._state, self._scratch, self._x, self._y,
-                        self._check):
+        if out is None:
+            y = np.empty(self.output_size, np.float32)
+        else:
+            if not (isinstance(out, np.ndarray) and out.dtype == np.float32
+                    and out.shape == (self.output_size,) and out.flags.c_contiguous):
+                raise ValueError(f"out must be a C-contiguous float32 array of shape ({self.output_size},)")
+            y = out
+        if step_one(self._prog, self._w, self._mem, x, y, self._check):
             raise nonfinite_error("x")
-        if out is not None:
-            out[...] = self._y[0]
-            return out
-        return self.model._split(self._y[0].copy())
+        return y if (out is not None or self._single_output) else self.model._split(y)
 
     def step_many(self, X) -> Output:
         """X (T, I) -> (T, O): exactly T calls of step(), in one compiled call."""
@@ -54,19 +63,18 @@ class Stream(_StateBox):
         if X.ndim != 2 or X.shape[1] != self.input_size:
             raise shape_error("X", f"(T, {self.input_size})", X.shape)
         Y = np.empty((X.shape[0], self.output_size), np.float32)
-        if X.shape[0] and step_sequence(self._prog, self._w, self._state, self._scratch,
-                                        np.ascontiguousarray(X), Y, self._check):
+        if X.shape[0] and step_sequence(self._prog, self._w, self._mem, np.ascontiguousarray(X), Y,
+                                        self._check):
             raise nonfinite_error("X")
         return self.model._split(Y)
 
     def reset(self) -> None:
         """Back to the model's initial state."""
-        self._state[0] = self.model.plan.init_state
+        self._mem[0, :self._S] = self.model.plan.init_state
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of the recurrent state, named `<node>.h` / `<node>.c`."""
-        return {s.name: self._state[0, s.offset:s.offset + s.size].copy()
-                for s in self.model.plan.state_slots}
+        return {s.name: self._state_view(s, 0).copy() for s in self.model.plan.state_slots}
 
     def set_state(self, state: dict) -> None:
         """Restore a dict from get_state(); every entry is checked before any is written."""
@@ -83,7 +91,7 @@ class Stream(_StateBox):
                 raise ValueError(f"state[{name!r}] contains NaN or Inf")
             checked[name] = v
         for name, s in slots.items():
-            self._state[0, s.offset:s.offset + s.size] = checked[name]
+            self._state_view(s, 0)[...] = checked[name]
 
 
 class StreamPool(_StateBox):
@@ -99,25 +107,31 @@ class StreamPool(_StateBox):
         return self.n
 
     def step(self, X, out: np.ndarray | None = None) -> Output:
+        """X (n, I) -> (n, O); `out` (float32 (n, O), C-contiguous) avoids the allocation."""
         X = as_float32(X, "X")
         if X.shape != (self.n, self.input_size):
             raise shape_error("X", f"({self.n}, {self.input_size})", X.shape)
-        x = X if X.flags.c_contiguous else np.ascontiguousarray(X)
-        y = self._y if out is None else out
-        if step_streams(self._prog, self._w, self._state, self._scratch, x, y, self._check):
+        X = np.ascontiguousarray(X)
+        if out is None:
+            y = np.empty((self.n, self.output_size), np.float32)
+        else:
+            if not (isinstance(out, np.ndarray) and out.dtype == np.float32
+                    and out.shape == (self.n, self.output_size) and out.flags.c_contiguous):
+                raise ValueError(f"out must be a C-contiguous float32 array of shape ({self.n}, {self.output_size})")
+            y = out
+        if step_streams(self._prog, self._w, self._mem, X, y, self._check):
             raise nonfinite_error("X")
-        return y if out is not None else self.model._split(y.copy())
+        return y if (out is not None or self._single_output) else self.model._split(y)
 
     def reset(self, i: int | None = None) -> None:
         """Reset stream i, or all streams when i is None."""
         if i is None:
-            self._state[:] = self.model.plan.init_state
+            self._mem[:, :self._S] = self.model.plan.init_state
             return
-        if not isinstance(i, (int, np.integer)) or not -self.n <= i < self.n:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or not -self.n <= i < self.n:
             raise IndexError(f"stream index {i!r} out of range for {self.n} streams")
-        self._state[i] = self.model.plan.init_state
+        self._mem[i, :self._S] = self.model.plan.init_state
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of every stream's state: name -> (n, size)."""
-        return {s.name: self._state[:, s.offset:s.offset + s.size].copy()
-                for s in self.model.plan.state_slots}
+        return {s.name: self._state_view(s).copy() for s in self.model.plan.state_slots}

@@ -20,7 +20,9 @@ of a CFG_SIZE recurrent config block in w, see cells.py):
   GATHER  in, out, n_out, index
   CONV1D  in, out, C, L, M, K, stride, dilation, pad_left, groups, L_out, W, bias
   REDUCE  in, out, kind (0 mean, 1 sum, 2 max, 3 min), outer, axis, inner
-The first row is a header: n_ops, input offset, input size, output offset, output size.
+The first row is a header: n_ops, input offset, input size, output offset, output size,
+state size S. Each stream owns one row of `mem`: state in mem[:S], scratch after it,
+so a step call unboxes few arrays (Numba's per-call cost grows with array arguments).
 """
 import math
 
@@ -220,7 +222,28 @@ def _all_finite(x):
 
 
 @njit(**KERNEL)
-def step_streams(prog, w, state, scratch, x, y, check_finite):
+def step_one(prog, w, mem, x, y, check_finite):
+    """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input."""
+    if check_finite and not _all_finite(x):
+        return 1
+    in0 = prog[0, 1]
+    out0 = prog[0, 3]
+    S = prog[0, 5]
+    row = mem[0]
+    st = row[:S]
+    sc = row[S:]
+    xin = sc[in0:in0 + x.shape[0]]
+    for j in range(x.shape[0]):
+        xin[j] = x[j]
+    _run_ops(prog, w, st, sc)
+    yout = sc[out0:out0 + y.shape[0]]
+    for j in range(y.shape[0]):
+        y[j] = yout[j]
+    return 0
+
+
+@njit(**KERNEL)
+def step_streams(prog, w, mem, x, y, check_finite):
     """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input."""
     if check_finite and not _all_finite(x):
         return 1
@@ -228,31 +251,43 @@ def step_streams(prog, w, state, scratch, x, y, check_finite):
     I = prog[0, 2]
     out0 = prog[0, 3]
     O = prog[0, 4]
+    S = prog[0, 5]
     for b in range(x.shape[0]):
-        sc = scratch[b]
+        row = mem[b]
+        sc = row[S:]
+        xin = sc[in0:in0 + I]
+        xb = x[b]
         for j in range(I):
-            sc[in0 + j] = x[b, j]
-        _run_ops(prog, w, state[b], sc)
+            xin[j] = xb[j]
+        _run_ops(prog, w, row[:S], sc)
+        yout = sc[out0:out0 + O]
+        yb = y[b]
         for j in range(O):
-            y[b, j] = sc[out0 + j]
+            yb[j] = yout[j]
     return 0
 
 
 @njit(**KERNEL)
-def step_sequence(prog, w, state, scratch, xs, ys, check_finite):
-    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_streams calls."""
+def step_sequence(prog, w, mem, xs, ys, check_finite):
+    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_one calls."""
     if check_finite and not _all_finite(xs):
         return 1
     in0 = prog[0, 1]
     I = prog[0, 2]
     out0 = prog[0, 3]
     O = prog[0, 4]
-    sc = scratch[0]
-    st = state[0]
+    S = prog[0, 5]
+    row = mem[0]
+    st = row[:S]
+    sc = row[S:]
+    xin = sc[in0:in0 + I]
+    yout = sc[out0:out0 + O]
     for t in range(xs.shape[0]):
+        xt = xs[t]
         for j in range(I):
-            sc[in0 + j] = xs[t, j]
+            xin[j] = xt[j]
         _run_ops(prog, w, st, sc)
+        yt = ys[t]
         for j in range(O):
-            ys[t, j] = sc[out0 + j]
+            yt[j] = yout[j]
     return 0

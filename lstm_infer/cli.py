@@ -1,0 +1,764 @@
+"""The `lstm-infer` command line: convert, inspect, run, stream, verify, bench, compile.
+
+Every user-facing failure (bad file, bad input, bad option, missing extra) is one line
+on stderr and exit code 1; `lstm-infer --debug CMD ...` shows the traceback instead.
+The runtime commands need only numpy + numba + click; `convert` and `verify` import the
+converters (and through them torch / onnx) only when they run.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from typing import Callable, Iterable, Sequence
+
+import click
+import numpy as np
+
+import lstm_infer
+from lstm_infer.errors import ModelFormatError, NotStreamableError
+
+__all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
+
+# Exceptions that mean "bad input, bad model or bad environment", not "bug in lstm-infer".
+# ModelFormatError and converters.ConversionError are ValueErrors.
+USER_ERRORS = (ValueError, TypeError, OSError, NotStreamableError, ModelFormatError)
+
+_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        msg = e.strerror + (f": {e.filename}" if e.filename else "")
+    else:
+        msg = str(e).strip()
+    msg = " ".join(msg.split())  # one line, whatever the exception carried
+    return msg or type(e).__name__
+
+
+class _LstmInferCLI(click.Group):
+    """A click Group that turns user errors into one line on stderr and exit code 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv
+        try:
+            rv = super().main(args=argv, prog_name=prog_name or "lstm-infer",
+                              complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            rv = 130
+        except click.ClickException as e:  # usage errors, bad option values, our own messages
+            if debug and e.__cause__ is not None:
+                raise
+            msg = " ".join(e.format_message().split())
+            if isinstance(e, click.UsageError) and not isinstance(e, click.BadParameter):
+                cmd = e.ctx.command_path if e.ctx is not None else "lstm-infer"
+                msg += f" (see '{cmd} --help')"
+            click.echo(f"error: {msg}", err=True)
+            rv = 1
+        except USER_ERRORS as e:
+            if debug:
+                raise
+            click.echo(f"error: {_one_line(e)}", err=True)
+            rv = 1
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group("lstm-infer", cls=_LstmInferCLI, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(lstm_infer.__version__, "--version", prog_name="lstm-infer",
+                      message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True,
+              help="Show the full Python traceback when a command fails "
+                   "(by default a failure is one line on stderr and exit code 1).")
+def cli(debug: bool) -> None:
+    """Low-latency stateful inference for LSTM/GRU/RNN models (Numba kernels).
+
+    Typical use: convert a trained model once, then run or stream it.
+
+    \b
+      lstm-infer convert model.pt2 -o model.lstm
+      lstm-infer inspect model.lstm
+      lstm-infer run model.lstm --input X.npy --output Y.npy
+      sensor_reader | lstm-infer stream model.lstm
+      lstm-infer bench model.lstm
+
+    Exit codes: 0 success, 1 bad input or model (one line on stderr; --debug for the
+    traceback).
+    """
+
+
+# --------------------------------------------------------------------------------------
+# convert / verify (need the converters and torch/onnx; imported lazily)
+# --------------------------------------------------------------------------------------
+def _missing_extra(e: ImportError, src: str) -> click.ClickException:
+    name = (e.name or "").split(".")[0]
+    if name in _EXTRAS:
+        extra = _EXTRAS[name]
+        return click.ClickException(
+            f"{src}: this needs the '{name}' package, which is not installed; "
+            f"install it with: pip install 'lstm-infer[{extra}]'")
+    if (e.name or "").startswith("converters"):
+        return click.ClickException(
+            f"{src}: no importer for this kind of file in this installation ({e.name} is missing)")
+    return click.ClickException(f"{src}: import failed: {_one_line(e)}")
+
+
+def _converters():
+    try:
+        import converters
+    except ImportError as e:  # pragma: no cover - the converters ship in the same wheel
+        raise click.ClickException(f"the converters package is not importable: {_one_line(e)}")
+    return converters
+
+
+@cli.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The .lstm file to write.")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True, help="Weight storage type in the written file.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare the written file with the source model on random inputs (whole "
+                   "sequence and step by step) and print the max error. A max error above the "
+                   "tolerance makes the command exit with 1 (the file is still written).")
+@click.option("--rnn-nonlinearity", type=click.Choice(["tanh", "relu"]), default=None,
+              help="For state_dict files holding an nn.RNN: its nonlinearity, which a "
+                   "state_dict does not record (the importer's default is tanh).")
+def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str | None) -> None:
+    """Convert SRC to the compact .lstm format.
+
+    SRC is an ONNX model (.onnx), a torch.export program (.pt2), or a PyTorch state_dict
+    file (.pt/.pth) of standard modules (LSTM/GRU/RNN/Linear/...). PyTorch sources need
+    `pip install 'lstm-infer[torch]'`, ONNX sources `pip install 'lstm-infer[onnx]'`.
+    """
+    converters = _converters()
+    options = {}
+    if rnn_nonlinearity is not None:
+        options["rnn_nonlinearity"] = rnn_nonlinearity
+    try:
+        report = converters.convert_file(src, out, dtype=dtype, verify=verify, **options)
+    except ImportError as e:
+        raise _missing_extra(e, src) from e
+    click.echo(str(report))
+    if report.verify is None:
+        click.echo("verification skipped (--no-verify)" if not verify else
+                   "verification: the converter returned no report")
+        return
+    if not report.verify.ok:
+        raise click.ClickException(
+            f"max abs error {report.verify.max_abs_error:.3g} is above the tolerance "
+            f"{report.verify.tolerance:g}; {out} was written but does not match {src}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Also compare on this input: .npy of shape (T, I) or "
+                                 "(B, T, I), or .csv with one time step per row.")
+@click.option("--tolerance", type=float, default=None,
+              help="Max abs error allowed (default: the verifier's, 1e-4 for fp32).")
+def verify(file: str, src: str, input_path: str | None, tolerance: float | None) -> None:
+    """Compare the .lstm FILE numerically with its source model SRC.
+
+    Runs both on random inputs (and on --input) as whole sequences and step by step and
+    prints the max abs/rel error per output. Exit code 1 when the error is above the
+    tolerance.
+    """
+    converters = _converters()
+    inputs = _read_input(input_path) if input_path else None
+    try:
+        report = converters.verify_file(file, src, inputs=inputs)
+    except ImportError as e:
+        raise _missing_extra(e, src) from e
+    if tolerance is not None:
+        report.tolerance = tolerance
+    click.echo(str(report))
+    if not report.ok:
+        raise click.ClickException(
+            f"max abs error {report.max_abs_error:.3g} is above the tolerance {report.tolerance:g}")
+
+
+# --------------------------------------------------------------------------------------
+# inspect
+# --------------------------------------------------------------------------------------
+def _node_params(node) -> int:
+    return sum(int(w.size) for r, w in node.weights.items() if r not in ("h0", "c0"))
+
+
+def describe(model) -> dict:
+    """Everything `inspect` shows, as plain JSON-able data."""
+    g = model.graph
+    return {
+        "path": model.path,
+        "file_size": model.file_size,
+        "dtype": model.dtype,
+        "input_size": model.input_size,
+        "output_size": model.output_size,
+        "inputs": [{"name": n, "size": s} for n, s in g.inputs],
+        "outputs": [{"name": n, "size": s} for n, s in g.outputs],
+        "parameters": g.param_count(),
+        "layers": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
+                    "output": n.outputs[0], "output_size": g.sizes[n.outputs[0]],
+                    "attrs": n.attrs, "parameters": _node_params(n),
+                    "initial_state": sorted(r for r in n.weights if r in ("h0", "c0"))}
+                   for n in g.nodes],
+        "state": [{"name": s.name, "size": s.size} for s in model.plan.state_slots],
+        "streamable": model.streamable,
+        "reverse_layers": list(g.reverse_nodes),
+        "provenance": model.provenance,
+    }
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON object (path, file_size, dtype, input/output sizes, "
+                   "parameters, layers, state, streamable, provenance) instead of text.")
+def inspect(file: str, as_json: bool) -> None:
+    """Show a .lstm file: layers, sizes, parameter count, dtype, file size, provenance,
+    recurrent state names/sizes and whether it can stream."""
+    m = lstm_infer.load(file)
+    info = describe(m)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(m.summary())
+    if len(info["outputs"]) > 1:
+        click.echo("  outputs: " + ", ".join(f"{o['name']} ({o['size']})" for o in info["outputs"]))
+    state = info["state"]
+    click.echo("  state: " + (", ".join(f"{s['name']} ({s['size']})" for s in state)
+                              if state else "none"))
+    prov = info["provenance"]
+    if prov:
+        click.echo("  provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()
+                                                if v not in (None, "")))
+
+
+# --------------------------------------------------------------------------------------
+# data files
+# --------------------------------------------------------------------------------------
+def _parse_floats(line: str) -> list[float]:
+    """One CSV row of numbers (commas; whitespace-separated also accepted)."""
+    fields = line.split(",") if "," in line else line.split()
+    return [float(f) for f in fields]
+
+
+def read_csv(path: str) -> np.ndarray:
+    """One time step per row; a non-numeric first line is a header and skipped."""
+    rows: list[list[float]] = []
+    width = None
+    with open(path, "r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                vals = _parse_floats(line)
+            except ValueError:
+                if not rows and width is None:
+                    width = -1  # header seen
+                    continue
+                raise ValueError(f"{path}: line {lineno}: not a row of numbers: "
+                                 f"{line.strip()[:60]!r}") from None
+            if rows and len(vals) != len(rows[0]):
+                raise ValueError(f"{path}: line {lineno} has {len(vals)} values, earlier rows "
+                                 f"have {len(rows[0])}")
+            rows.append(vals)
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _read_input(path: str) -> np.ndarray:
+    low = path.lower()
+    if low.endswith(".npy"):
+        arr = np.load(path, allow_pickle=False)
+    elif low.endswith(".csv") or low.endswith(".txt"):
+        arr = read_csv(path)
+    else:
+        raise ValueError(f"{path}: unknown input format (use .npy or .csv)")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{path}: data must be numeric, got dtype {arr.dtype}")
+    return arr
+
+
+def _write_csv(path: str, Y: np.ndarray, header: list[str] | None, precision: int) -> None:
+    fmt = f"%.{precision}g"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if header:
+            f.write(",".join(header) + "\n")
+        for row in Y:
+            f.write(",".join(fmt % v for v in row) + "\n")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-i", "--input", "input_path", required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Input data: .npy of shape (T, I) or a batch (B, T, I) (1-D (T,) is "
+                   "accepted when I == 1), or .csv with one time step per row (a "
+                   "non-numeric first line is a header and skipped).")
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the result: .npy (one output), .npz (one array per "
+                   "output, named after it), or .csv (one row per time step; a model with "
+                   "several outputs writes all their columns side by side, the header line "
+                   "names each column as output[k]).")
+@click.option("--header/--no-header", default=True, show_default=True,
+              help="Write a header line with the column names (CSV output only).")
+@click.option("--precision", type=click.IntRange(1, 17), default=9, show_default=True,
+              help="Significant digits in CSV output.")
+def run(file: str, input_path: str, output_path: str, header: bool, precision: int) -> None:
+    """Whole-sequence inference: every time step of --input through the model FILE.
+
+    Stateless: each sequence (or each batch row) starts from the model's initial state.
+    """
+    m = lstm_infer.load(file)
+    X = _read_input(input_path)
+    if X.ndim == 1 and m.input_size == 1:
+        X = X[:, None]
+    if X.ndim in (2, 3) and X.shape[-1] != m.input_size:
+        raise ValueError(f"{input_path}: each time step has {X.shape[-1]} values but the model "
+                         f"takes {m.input_size} (data shape {X.shape})")
+    out_low = output_path.lower()
+    if not out_low.endswith((".npy", ".npz", ".csv")):
+        raise ValueError(f"{output_path}: unknown output format (use .npy, .npz or .csv)")
+    names = m.output_names
+    if out_low.endswith(".npy") and len(names) > 1:
+        raise ValueError(f"the model has {len(names)} outputs ({', '.join(names)}); write them "
+                         f"to .npz (one array each) or .csv (all columns side by side)")
+    if out_low.endswith(".csv") and X.ndim == 3:
+        raise ValueError("a batched (B, T, I) input gives a (B, T, O) result, which CSV cannot "
+                         "hold; write .npy or .npz")
+    t0 = time.perf_counter()
+    Y = m.run(X)
+    dt = time.perf_counter() - t0
+    outs = Y if isinstance(Y, dict) else {names[0]: Y}
+    if out_low.endswith(".npy"):
+        np.save(output_path, np.asarray(Y))
+        what = f"array {np.asarray(Y).shape}"
+    elif out_low.endswith(".npz"):
+        np.savez(output_path, **outs)
+        what = ", ".join(f"{k} {v.shape}" for k, v in outs.items())
+    else:
+        cols, spans, pos = [], [], 0
+        for k, v in outs.items():
+            n = v.shape[-1]
+            cols += [f"{k}[{j}]" for j in range(n)]
+            spans.append(f"{k}: columns {pos}-{pos + n - 1}" if n > 1 else f"{k}: column {pos}")
+            pos += n
+        full = np.concatenate(list(outs.values()), axis=-1)
+        _write_csv(output_path, full, cols if header else None, precision)
+        what = f"{full.shape[0]} rows x {full.shape[1]} columns"
+        if len(outs) > 1:
+            what += " (" + "; ".join(spans) + ")"
+    steps = X.shape[-2] * (X.shape[0] if X.ndim == 3 else 1)
+    click.echo(f"wrote {output_path}: {what}; {steps} steps in {dt * 1e3:.1f} ms", err=True)
+
+
+# --------------------------------------------------------------------------------------
+# stream
+# --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--on-error", type=click.Choice(["skip", "stop"]), default="skip",
+              show_default=True,
+              help="What to do with a malformed line (not numbers, wrong count) or a NaN/Inf "
+                   "value: report it on stderr with its line number, then 'skip' it (the state "
+                   "is left untouched and no output line is written) or 'stop' with exit code 1.")
+@click.option("--precision", type=click.IntRange(1, 17), default=7, show_default=True,
+              help="Significant digits of each output value.")
+@click.option("--header", is_flag=True,
+              help="The first non-blank input line is a header: skip it without a report.")
+def stream(file: str, on_error: str, precision: int, header: bool) -> None:
+    """Stream stdin through the model FILE, one time step per line.
+
+    Each input line holds the I input values of one time step as comma-separated floats;
+    for each one, one line of comma-separated outputs (all outputs side by side) is written
+    to stdout and flushed at once. The recurrent state is carried from line to line.
+    Blank lines and lines starting with '#' are ignored. Stop with end of input (Ctrl-D).
+    """
+    m = lstm_infer.load(file)
+    s = m.stream()
+    I, O = m.input_size, m.output_size
+    x = np.zeros(I, np.float32)
+    y = np.zeros(O, np.float32)
+    fmt = f"%.{precision}g"
+    stdout = sys.stdout
+    # Read bytes and decode leniently: a garbled line is reported and skipped like any
+    # other malformed line instead of ending the stream with a decode error.
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is not None:
+        readline = lambda: raw.readline().decode("utf-8", "replace")  # noqa: E731
+    else:
+        readline = sys.stdin.readline
+    skip_header = header
+    n_bad = 0
+    lineno = 0
+    try:
+        for line in iter(readline, ""):
+            lineno += 1
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if skip_header:
+                skip_header = False
+                continue
+            problem = None
+            try:
+                vals = _parse_floats(text)
+            except ValueError:
+                problem = f"not a row of numbers: {text[:60]!r}"
+            else:
+                if len(vals) != I:
+                    problem = f"expected {I} values, got {len(vals)}"
+                else:
+                    x[:] = vals
+                    if not np.isfinite(x).all():
+                        problem = "NaN or Inf value"
+            if problem is None:
+                try:
+                    s.step(x, out=y)
+                except ValueError as e:  # the stream refused the step; state untouched
+                    problem = _one_line(e)
+            if problem is not None:
+                n_bad += 1
+                if on_error == "stop":
+                    click.echo(f"error: line {lineno}: {problem}; stopping", err=True)
+                    sys.exit(1)
+                sys.stderr.write(f"warning: line {lineno}: {problem}; skipped\n")
+                sys.stderr.flush()
+                continue
+            stdout.write(",".join(fmt % v for v in y) + "\n")
+            stdout.flush()
+    except KeyboardInterrupt:
+        stdout.flush()
+        sys.exit(130)
+    if n_bad:
+        click.echo(f"{n_bad} line(s) skipped", err=True)
+
+
+# --------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------
+def latency_stats(fn: Callable, inputs: Sequence, warmup: int = 100) -> dict:
+    """Time fn(x) for each x in inputs (after `warmup` untimed calls), one call at a time.
+
+    Generic on purpose: any per-step callable (lstm-infer, onnxruntime, PyTorch) can be
+    measured the same way.
+    """
+    for k in range(warmup):
+        fn(inputs[k % len(inputs)])
+    times = np.empty(len(inputs), np.int64)
+    clock = time.perf_counter_ns
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        t_all = clock()
+        for k, x in enumerate(inputs):
+            t0 = clock()
+            fn(x)
+            times[k] = clock() - t0
+        t_all = clock() - t_all
+    finally:
+        if gc_was:
+            gc.enable()
+    us = times / 1e3
+    return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)),
+            "max_us": float(us.max()), "mean_us": float(us.mean()),
+            "steps_per_s": float(len(inputs) / (t_all / 1e9)) if t_all > 0 else math.inf}
+
+
+def _chunk_stats(fn: Callable, X: np.ndarray, repeats: int) -> dict:
+    fn(X)  # warm-up
+    best = math.inf
+    clock = time.perf_counter_ns
+    for _ in range(repeats):
+        t0 = clock()
+        fn(X)
+        best = min(best, clock() - t0)
+    per = best / 1e3 / X.shape[-2] / (X.shape[0] if X.ndim == 3 else 1)
+    return {"per_step_us": float(per), "steps_per_s": float(1e6 / per) if per > 0 else math.inf}
+
+
+def bench_model(path: str, steps: int = 2000, warmup: int = 200, chunk: int = 256,
+                seed: int = 0) -> dict:
+    """The numbers `lstm-infer bench` prints, as a dict.
+
+    Sections: `step` (Stream.step called from Python, per call), `step_many` (per step of
+    a `chunk`-step call), `run` (per step of a stateless whole-sequence run). Comparisons
+    against other engines are meant to be added as further sections of the same shape
+    (e.g. `onnxruntime.step`), measured with latency_stats() on the same inputs.
+    """
+    if steps < 1 or warmup < 0 or chunk < 1:
+        raise ValueError("steps and chunk must be >= 1 and warmup >= 0")
+    t0 = time.perf_counter()
+    m = lstm_infer.load(path)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((steps, m.input_size)).astype(np.float32)
+    result = {
+        "file": os.path.abspath(path), "input_size": m.input_size,
+        "output_size": m.output_size, "parameters": m.graph.param_count(),
+        "steps": steps, "warmup": warmup, "chunk": chunk, "streamable": m.streamable,
+        "load_ms": load_ms,
+        "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                        "numba": _numba_version(), "machine": platform.machine(),
+                        "processor": platform.processor() or platform.machine()},
+    }
+    if m.streamable:
+        s = m.stream()
+        t0 = time.perf_counter()
+        s.step(X[0])
+        result["first_step_ms"] = (time.perf_counter() - t0) * 1e3
+        s.reset()
+        result["step"] = latency_stats(s.step, list(X), warmup)
+        s.reset()
+        result["step_many"] = {"chunk": chunk, **_chunk_stats(
+            s.step_many, np.ascontiguousarray(X[:chunk] if steps >= chunk else
+                                              np.resize(X, (chunk, m.input_size))), 5)}
+    result["run"] = {"seq_len": steps, **_chunk_stats(m.run, X, 3)}
+    return result
+
+
+def _numba_version() -> str:
+    import numba
+    return numba.__version__
+
+
+def _format_bench(r: dict) -> str:
+    lines = [f"lstm-infer bench: {r['file']} (input {r['input_size']} -> output "
+             f"{r['output_size']}, {r['parameters']:,} parameters)",
+             f"  load {r['load_ms']:.1f} ms" + (f", first step {r['first_step_ms']:.2f} ms"
+                                                if "first_step_ms" in r else "")]
+    if "step" in r:
+        st = r["step"]
+        lines.append(f"  {'stream.step':<18} median {st['median_us']:8.2f} µs  p99 "
+                     f"{st['p99_us']:8.2f} µs  max {st['max_us']:9.2f} µs  "
+                     f"{st['steps_per_s']:12,.0f} steps/s  ({r['steps']} steps after "
+                     f"{r['warmup']} warm-up)")
+        sm = r["step_many"]
+        lines.append(f"  {'step_many(%d)' % sm['chunk']:<18} {sm['per_step_us']:8.3f} µs/step"
+                     f"{'':39}{sm['steps_per_s']:12,.0f} steps/s")
+    else:
+        lines.append("  (model cannot stream: only run() measured)")
+    rn = r["run"]
+    lines.append(f"  {'run(T=%d)' % rn['seq_len']:<18} {rn['per_step_us']:8.3f} µs/step"
+                 f"{'':39}{rn['steps_per_s']:12,.0f} steps/s")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Timed stream.step calls (random inputs); also the run() sequence length.")
+@click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Untimed calls before timing starts.")
+@click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Steps per step_many call for the chunked measurement.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as JSON (keys: step {median_us, p99_us, max_us, "
+                   "mean_us, steps_per_s}, step_many {chunk, per_step_us, steps_per_s}, run, "
+                   "load_ms, first_step_ms, environment, ...).")
+def bench(file: str, steps: int, warmup: int, chunk: int, as_json: bool) -> None:
+    """Per-step latency of the model FILE as seen from Python.
+
+    Times each stream.step call (median, p99, max in µs, and steps/s), the per-step cost
+    of step_many over a chunk, and of a stateless run() over a whole sequence.
+    Comparisons against ONNX Runtime / PyTorch in the same run are not implemented yet;
+    see benchmarks/ for those.
+    """
+    r = bench_model(file, steps=steps, warmup=warmup, chunk=chunk)
+    click.echo(json.dumps(r, indent=2) if as_json else _format_bench(r))
+
+
+# --------------------------------------------------------------------------------------
+# compile
+# --------------------------------------------------------------------------------------
+def _every_op_models(directory: str) -> list[str]:
+    """Tiny random models that together use every op kind and variant; returns paths."""
+    from lstm_infer.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+
+    def u(*shape):
+        return rng.uniform(-0.4, 0.4, size=shape).astype(np.float32)
+
+    I = 4
+    b = GraphBuilder("x", I)
+    a = b.add("LSTM", "lstm", ["x"], {"input_size": I, "hidden_size": 8, "proj_size": 0,
+                                      "reverse": False},
+              {"W_ih": u(I, 32), "W_hh": u(8, 32), "bias": u(32)})
+    p = b.add("LSTM", "lstm_proj", ["x"], {"input_size": I, "hidden_size": 8, "proj_size": 4,
+                                           "reverse": False},
+              {"W_ih": u(I, 32), "W_hh": u(4, 32), "W_hr": u(8, 4)})
+    g1 = b.add("GRU", "gru_lbr", [p], {"input_size": 4, "hidden_size": 6,
+                                       "linear_before_reset": True, "reverse": False},
+               {"W_ih": u(4, 18), "W_hh": u(6, 18), "b_ih": u(18), "b_hh": u(18)})
+    g2 = b.add("GRU", "gru_onnx", [p], {"input_size": 4, "hidden_size": 6,
+                                        "linear_before_reset": False, "reverse": False},
+               {"W_ih": u(4, 18), "W_hh": u(6, 18), "b_ih": u(18)})
+    s = b.add("Add", "add", [g1, g2], {"size": 6})
+    s = b.add("Mul", "mul", [s, g1], {"size": 6})
+    c = b.add("Concat", "cat", [a, s], {"sizes": [8, 6]})
+    c = b.add("LayerNorm", "ln", [c], {"size": 14, "eps": 1e-5}, {"weight": u(14) + 1, "bias": u(14)})
+    c2 = b.add("LayerNorm", "ln_plain", [c], {"size": 14, "eps": 1e-5})
+    r1 = b.add("RNN", "rnn_tanh", [c], {"input_size": 14, "hidden_size": 5,
+                                        "nonlinearity": "tanh", "reverse": False},
+               {"W_ih": u(14, 5), "W_hh": u(5, 5), "bias": u(5)})
+    r2 = b.add("RNN", "rnn_relu", [c2], {"input_size": 14, "hidden_size": 5,
+                                         "nonlinearity": "relu", "reverse": False},
+               {"W_ih": u(14, 5), "W_hh": u(5, 5)})
+    r = b.add("Concat", "cat2", [r1, r2], {"sizes": [5, 5]})
+    for kind in ("tanh", "gelu", "softmax"):
+        r = b.add("Activation", f"act_{kind}", [r], {"kind": kind, "size": 10})
+    y = b.add("Linear", "fc", [r], {"in_features": 10, "out_features": 3},
+              {"W": u(10, 3), "bias": u(3)})
+    y2 = b.add("Linear", "fc_nobias", [a], {"in_features": 8, "out_features": 2}, {"W": u(8, 2)})
+    b.output(y)
+    b.output(y2)
+    paths = [os.path.join(directory, "every_op.lstm")]
+    b.save(paths[0], converter="lstm-infer compile")
+
+    # Reverse-direction layers only run whole sequences (run()).
+    b = GraphBuilder("x", I)
+    f = b.add("LSTM", "fwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
+                                     "reverse": False}, {"W_ih": u(I, 16), "W_hh": u(4, 16)})
+    lr = b.add("LSTM", "bwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
+                                      "reverse": True}, {"W_ih": u(I, 16), "W_hh": u(4, 16),
+                                                         "bias": u(16)})
+    gr = b.add("GRU", "gru_bwd", ["x"], {"input_size": I, "hidden_size": 4, "reverse": True,
+                                         "linear_before_reset": False},
+               {"W_ih": u(I, 12), "W_hh": u(4, 12), "b_ih": u(12), "b_hh": u(12)})
+    rr = b.add("RNN", "rnn_bwd", ["x"], {"input_size": I, "hidden_size": 4, "reverse": True,
+                                         "nonlinearity": "relu"},
+               {"W_ih": u(I, 4), "W_hh": u(4, 4), "bias": u(4)})
+    b.output(b.add("Concat", "bi", [f, lr, gr, rr], {"sizes": [4, 4, 4, 4]}))
+    paths.append(os.path.join(directory, "bidirectional.lstm"))
+    b.save(paths[-1], converter="lstm-infer compile")
+
+    # ONNX cell semantics (gate activations, clip, coupled gates, peepholes) and the
+    # per-step ops converters emit for ONNX graphs.
+    b = GraphBuilder("x", I)
+    acts3 = [{"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
+             {"kind": "scaled_tanh", "alpha": 1.0, "beta": 1.0}, {"kind": "softsign"}]
+    lp = b.add("LSTM", "lstm_onnx", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
+                                            "reverse": False, "activations": acts3, "clip": 3.0,
+                                            "input_forget": True},
+               {"W_ih": u(I, 16), "W_hh": u(4, 16), "bias": u(16), "peephole": u(12)})
+    gp = b.add("GRU", "gru_acts", [lp], {"input_size": 4, "hidden_size": 4, "reverse": False,
+                                         "linear_before_reset": False, "clip": 2.0,
+                                         "activations": [{"kind": "sigmoid"},
+                                                         {"kind": "leaky_relu", "alpha": 0.1}]},
+               {"W_ih": u(4, 12), "W_hh": u(4, 12), "b_ih": u(12), "b_hh": u(12)})
+    rp = b.add("RNN", "rnn_acts", [gp], {"input_size": 4, "hidden_size": 4, "reverse": False,
+                                         "activations": [{"kind": "affine", "alpha": 0.5,
+                                                          "beta": 0.1}]},
+               {"W_ih": u(4, 4), "W_hh": u(4, 4)})
+    sc = b.add("Scale", "scale", [rp], {"size": 4}, {"scale": u(4) + 1, "shift": u(4)})
+    bi = b.add("Binary", "binary", [sc, rp], {"size": 4, "kind": "max"})
+    ga = b.add("Gather", "gather", [bi], {"in_size": 4, "out_size": 8},
+               {"index": np.array([0, 1, 2, 3, 3, 2, -1, 0], np.float32)})
+    cv = b.add("Conv1d", "conv", [ga], {"in_channels": 2, "in_length": 4, "out_channels": 2,
+                                        "kernel_size": 3, "stride": 1, "dilation": 1,
+                                        "pad_left": 1, "pad_right": 1, "groups": 1},
+               {"W": u(2, 2, 3), "bias": u(2)})
+    ln = b.add("LayerNorm", "ln_rows", [cv], {"size": 4, "rows": 2, "eps": 1e-5})
+    sm = b.add("Activation", "softmax_groups", [ln], {"kind": "softmax", "size": 8, "axis_size": 4})
+    rd = b.add("Reduce", "reduce", [sm], {"kind": "mean", "outer": 2, "axis": 4, "inner": 1})
+    b.output(rd)
+    paths.append(os.path.join(directory, "onnx_semantics.lstm"))
+    b.save(paths[-1], converter="lstm-infer compile")
+    return paths
+
+
+def exercise(model) -> None:
+    """Call every entry point of a model once, so that every kernel it uses is compiled."""
+    rng = np.random.default_rng(1)
+    I = model.input_size
+    X = rng.standard_normal((5, I)).astype(np.float32)
+    model.run(X)
+    model.run(X[None].repeat(2, axis=0))
+    model.run(X[None].repeat(2, axis=0), lengths=np.array([5, 3]))
+    if not model.streamable:
+        return
+    s = model.stream()
+    s.step(X[0])
+    s.step(X[1], out=np.zeros(model.output_size, np.float32))
+    s.step_many(X)
+    s.set_state(s.get_state())
+    model.stream(on_nonfinite="propagate").step(X[0])
+    pool = model.streams(2)
+    pool.step(X[:2])
+    pool.step(X[:2], out=np.zeros((2, model.output_size), np.float32))
+
+
+def cache_dir() -> str:
+    import numba
+    configured = getattr(numba.config, "CACHE_DIR", "") or os.environ.get("NUMBA_CACHE_DIR", "")
+    if configured:
+        return os.path.abspath(configured)
+    return os.path.join(os.path.dirname(os.path.abspath(lstm_infer.__file__)), "kernels",
+                        "__pycache__")
+
+
+def _cache_files(directory: str) -> set[str]:
+    found = set()
+    for root, _, files in os.walk(directory):
+        found.update(os.path.join(root, f) for f in files if f.endswith((".nbi", ".nbc")))
+    return found
+
+
+def compile_kernels(extra_models: Iterable[str] = ()) -> dict:
+    """Compile (or load from the cache) every kernel; returns what `compile` prints."""
+    where = cache_dir()
+    before = _cache_files(where)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lstm-infer-compile-") as d:
+        for path in _every_op_models(d):
+            exercise(lstm_infer.load(path))
+    for path in extra_models:
+        exercise(lstm_infer.load(path))
+    seconds = time.perf_counter() - t0
+    after = _cache_files(where)
+    return {"cache_dir": where, "seconds": seconds, "cache_files": len(after),
+            "new_cache_files": len(after - before)}
+
+
+@cli.command("compile")
+@click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def compile_cmd(models: tuple[str, ...], as_json: bool) -> None:
+    """Precompile every Numba kernel into the on-disk cache.
+
+    Builds tiny built-in models that together use every op kind (LSTM with and without
+    projection, GRU both reset variants, RNN tanh/relu, Linear, Activation, LayerNorm,
+    Concat, Add, Mul, Scale, Binary, Gather, Conv1d, Reduce, ONNX gate activations,
+    clip, peepholes, reverse layers) and calls run, stream().step, step_many and
+    streams(2).step once, so a deployed device never compiles on first use. MODELS
+    (optional .lstm files) are exercised the same way. Run it once after installing, as
+    the user that will run the models (the cache must be writable; set NUMBA_CACHE_DIR
+    to choose the location).
+    """
+    r = compile_kernels(models)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"kernels ready in {r['seconds']:.2f} s; Numba cache: {r['cache_dir']} "
+               f"({r['cache_files']} files, {r['new_cache_files']} new)")
+
+
+def main() -> None:
+    """Console-script entry point (`lstm-infer`)."""
+    cli.main(prog_name="lstm-infer")
+
+
+if __name__ == "__main__":
+    main()
