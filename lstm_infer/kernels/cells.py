@@ -77,7 +77,7 @@ def fast_sigmoid(x):
     return np.float32(0.5) * fast_tanh(np.float32(0.5) * x) + np.float32(0.5)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def matvec_acc(out, x, w, w_off, rows, cols):
     """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols).
 
@@ -108,7 +108,7 @@ def matvec_acc(out, x, w, w_off, rows, cols):
         k += 1
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def set_bias(out, w, b_off, n):
     """out[:n] = bias, or zeros when b_off < 0 (no bias)."""
     if b_off < 0:
@@ -120,7 +120,7 @@ def set_bias(out, w, b_off, n):
             out[j] = b[j]
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def gate_act(v, kind, a, b):
     """One ONNX recurrent activation (see GATE_ACT_CODES)."""
     if kind == 0:
@@ -146,7 +146,7 @@ def gate_act(v, kind, a, b):
     return math.log1p(math.exp(v)) if v < 20 else v  # softplus
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def clipv(v, clip):
     if clip > 0:
         if v > clip:
@@ -319,7 +319,7 @@ def _softmax(x, out, n, kind):
             out[j] = x[j] - m - ls
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _elementwise(v, kind, alpha, beta):
     if kind <= 8:
         if kind == 0:
