@@ -50,6 +50,7 @@ class Graph:
     outputs: list[tuple[str, int]]
     nodes: list[Node]
     sizes: dict[str, int]  # value name -> feature size
+    output_labels: list[str] = field(default_factory=list)  # user-facing names, in order
 
     @property
     def streamable(self) -> bool:
@@ -312,7 +313,7 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
             if not (np.all(idx == np.floor(idx)) and np.all(idx >= -1) and np.all(idx < n_in)):
                 raise _Err(f"{where} (Gather): index values must be integers in [-1, {n_in})")
         nodes.append(Node(name, op, list(ins), [out], dict(attrs), weights))
-    outputs = []
+    outputs, labels = [], []
     for spec in doc["outputs"]:
         if not isinstance(spec, dict):
             raise _Err("graph output entry is not an object")
@@ -322,4 +323,7 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         if spec.get("size", sizes[name]) != sizes[name]:
             raise _Err(f"graph output {name!r} declares size {spec.get('size')}, graph gives {sizes[name]}")
         outputs.append((name, sizes[name]))
-    return Graph(inputs, outputs, nodes, sizes)
+        labels.append(_name(spec.get("label", name), "output label"))
+    if len(set(labels)) != len(labels):
+        raise _Err(f"graph output labels are not unique: {labels}")
+    return Graph(inputs, outputs, nodes, sizes, labels)

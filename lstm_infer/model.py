@@ -18,12 +18,20 @@ Output = Union[np.ndarray, dict]
 ON_NONFINITE = ("raise", "propagate")
 
 
-def load(path: str | os.PathLike, verify_checksum: bool = True) -> "Model":
-    """Validate and load a `.lstm` file. Raises ModelFormatError for any defect of the file."""
+def load(path: str | os.PathLike, verify_checksum: bool = True, warmup: bool = True) -> "Model":
+    """Validate and load a `.lstm` file. Raises ModelFormatError for any defect of the file.
+
+    `warmup` runs the model once on zeros so that loading the compiled kernels from the
+    Numba cache (about 0.1-0.2 s in a fresh process, seconds if they must be compiled)
+    happens here, at start-up, and not on the first real sample.
+    """
     raw = read_model(path, verify_checksum=verify_checksum)
     graph = parse_graph(raw.graph, raw.tensors)
-    return Model(graph, provenance=raw.provenance, path=raw.path, file_size=raw.file_size,
-                 tensor_dtypes=sorted({str(t.dtype) for t in raw.tensors.values()}))
+    model = Model(graph, provenance=raw.provenance, path=raw.path, file_size=raw.file_size,
+                  tensor_dtypes=sorted({str(t.dtype) for t in raw.tensors.values()}))
+    if warmup:
+        model.warmup()
+    return model
 
 
 class Model:
@@ -49,7 +57,8 @@ class Model:
 
     @property
     def output_names(self) -> list[str]:
-        return [name for name, _ in self.graph.outputs]
+        """Names of the outputs (the source model's names), the keys of a multi-output result."""
+        return [label for label, _, _ in self.plan.output_slices]
 
     @property
     def streamable(self) -> bool:
@@ -89,6 +98,16 @@ class Model:
 
     def __repr__(self) -> str:
         return self.summary()
+
+    def warmup(self) -> None:
+        """Load (or compile) every kernel this model uses by running it once on zeros."""
+        x = np.zeros((2, self.input_size), np.float32)
+        self.run(x)
+        if self.streamable:
+            s = self.stream()
+            s.step(x[0])
+            s.step_many(x)
+            self.streams(1).step(x[:1])
 
     # ---- outputs -----------------------------------------------------------------
     def _split(self, y: np.ndarray) -> Output:

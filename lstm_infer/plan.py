@@ -49,7 +49,7 @@ class Plan:
     scratch_size: int
     input_size: int
     output_size: int
-    output_slices: list[tuple[str, int, int]]  # (name, start, stop) inside the output vector
+    output_slices: list[tuple[str, int, int]]  # (label, start, stop) inside the output vector
     node_programs: dict[str, NodeProgram] = field(default_factory=dict)
     cfg: dict[str, np.ndarray] = field(default_factory=dict)  # recurrent node -> config view
 
@@ -239,9 +239,9 @@ def build_plan(graph: Graph) -> Plan:
     out_total = sum(n for _, n in graph.outputs)
     out_off = em.alloc(out_total)
     output_slices, pos = [], 0
-    for name, n in graph.outputs:
+    for (name, n), label in zip(graph.outputs, graph.output_labels):
         em.copy(slot[name], out_off + pos, n)
-        output_slices.append((name, pos, pos + n))
+        output_slices.append((label, pos, pos + n))
         pos += n
     state_size = max(em.state_size, _ALIGN)
     prog = em.program(slot[in_name], in_size, out_off, out_total, state_size)
