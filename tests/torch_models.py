@@ -181,9 +181,11 @@ class CellLoop(nn.Module):
     """An nn.LSTMCell/GRUCell/RNNCell in a Python loop over time (export unrolls it)."""
 
     def __init__(self, kind: str, I: int, H: int, layers: int = 1, last: bool = False,
-                 reverse: bool = False, nonlinearity: str = "tanh", zeros_state: bool = False):
+                 reverse: bool = False, nonlinearity: str = "tanh", zeros_state: bool = False,
+                 spelling: str = "select"):
         super().__init__()
         self.kind, self.last, self.reverse, self.zeros_state = kind, last, reverse, zeros_state
+        self.spelling = spelling  # "select": x[:, t] + stack; "unbind": x.unbind(1) + cat
         def make(i):
             if kind == "lstm":
                 return nn.LSTMCell(i, H)
@@ -203,8 +205,9 @@ class CellLoop(nn.Module):
             states = [None] * len(self.cells)
         outs = []
         steps = range(T - 1, -1, -1) if self.reverse else range(T)
+        xs = x.unbind(1) if self.spelling == "unbind" else None
         for t in steps:
-            h = x[:, t]
+            h = xs[t] if xs is not None else x[:, t]
             for k, cell in enumerate(self.cells):
                 states[k] = cell(h, states[k])
                 h = states[k][0] if self.kind == "lstm" else states[k]
@@ -213,4 +216,6 @@ class CellLoop(nn.Module):
             return outs[-1]
         if self.reverse:
             outs = outs[::-1]
+        if self.spelling == "unbind":
+            return torch.cat([o.unsqueeze(1) for o in outs], dim=1)
         return torch.stack(outs, dim=1)
