@@ -16,6 +16,9 @@ import numpy as np
 from .errors import ModelFormatError
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+# Weight matrices (stored (in, out)) that may be int8 with per-column scales `<role>.scale`.
+MATRIX_ROLES = {"LSTM": ("W_ih", "W_hh", "W_hr"), "GRU": ("W_ih", "W_hh"), "RNN": ("W_ih", "W_hh"),
+                "Linear": ("W",)}
 ELEMENTWISE_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "gelu", "gelu_tanh",
                            "leaky_relu", "elu", "softplus", "hard_sigmoid", "affine",
                            "thresholded_relu", "scaled_tanh", "softsign", "exp", "log", "sqrt",
@@ -43,6 +46,11 @@ class Node:
     def is_recurrent(self) -> bool:
         return self.op in RECURRENT_OPS
 
+    @property
+    def quantized(self) -> bool:
+        """True if any weight matrix is int8 (run() then uses the int8 step kernels)."""
+        return any(w.dtype == np.int8 for w in self.weights.values())
+
 
 @dataclass
 class Graph:
@@ -62,7 +70,7 @@ class Graph:
 
     def param_count(self) -> int:
         return sum(int(w.size) for n in self.nodes for role, w in n.weights.items()
-                   if role not in ("h0", "c0"))
+                   if role not in ("h0", "c0") and not role.endswith(".scale"))
 
 
 class _Err(Exception):
@@ -291,6 +299,9 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         if out in sizes:
             raise _Err(f"{where}: value {out!r} is produced twice")
         sizes[out] = out_size
+        for role in MATRIX_ROLES.get(op, ()):
+            if role in wspec:
+                wspec[f"{role}.scale"] = ((wspec[role][0][1],), False)
         weights: dict[str, np.ndarray] = {}
         for role, tname in wmap.items():
             if role not in wspec:
@@ -301,9 +312,23 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
             if tuple(arr.shape) != wspec[role][0]:
                 raise _Err(f"{where} ({op}): weight {role!r} has shape {tuple(arr.shape)}, "
                            f"expected {wspec[role][0]}")
-            if arr.dtype.kind != "f":
-                raise _Err(f"{where} ({op}): weight {role!r} has dtype {arr.dtype}, expected float")
-            weights[role] = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+            if arr.dtype == np.int8:
+                if role not in MATRIX_ROLES.get(op, ()):
+                    raise _Err(f"{where} ({op}): weight {role!r} is int8; only weight matrices may be")
+                weights[role] = arr
+            elif arr.dtype.kind == "f":
+                # fp16 is a storage format: widened once here, computed in float32
+                weights[role] = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+            else:
+                raise _Err(f"{where} ({op}): weight {role!r} has dtype {arr.dtype}, expected float or int8")
+        for role in MATRIX_ROLES.get(op, ()):
+            quantized = role in weights and weights[role].dtype == np.int8
+            scale = weights.get(f"{role}.scale")
+            if quantized != (scale is not None):
+                raise _Err(f"{where} ({op}): int8 weight {role!r} needs per-column scales "
+                           f"'{role}.scale' (and only int8 weights have them)")
+            if scale is not None and not (np.isfinite(scale).all() and (scale >= 0).all()):
+                raise _Err(f"{where} ({op}): scales of {role!r} must be finite and >= 0")
         missing = [r for r, (_, req) in wspec.items() if req and r not in weights]
         if missing:
             raise _Err(f"{where} ({op}): missing weights {missing}")

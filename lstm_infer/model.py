@@ -195,6 +195,8 @@ def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> n
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
+    if node.quantized:
+        return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
     if node.op == "Linear":
         return _project(x, w["W"], w.get("bias"))
     if node.is_recurrent:
@@ -221,11 +223,34 @@ def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> n
             rnn_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], _rec_init(node, "h0", H),
                          rev, lengths, cfg, out)
         return out
-    # Every other op: its one-node program over all T*B rows, through the step interpreter.
-    npg = plan.node_programs[node.name]
+    return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
+
+
+def _run_node_program(npg, arena: np.ndarray, node, ins: list[np.ndarray],
+                      lengths: np.ndarray) -> np.ndarray:
+    """A node through its one-node step program: every (t, b) row for per-step ops; for a
+    recurrent node (int8 weights) each sequence in time order, from the initial state."""
+    x = ins[0]
+    T, B, _ = x.shape
+    out_size = int(npg.prog[0, 4])
+    S = int(npg.prog[0, 5])
+    if node.is_recurrent:
+        mem = np.zeros((1, S + npg.scratch_size), np.float32)
+        out = np.zeros((T, B, out_size), np.float32)
+        rev = bool(node.attrs.get("reverse"))
+        for b in range(B):
+            L = int(lengths[b])
+            if L == 0:
+                continue
+            xs = x[:L, b]
+            xs = np.ascontiguousarray(xs[::-1] if rev else xs)
+            ys = np.empty((L, out_size), np.float32)
+            mem[0, :S] = npg.init_state
+            step_sequence(npg.prog, arena, mem, xs, ys, False)
+            out[:L, b] = ys[::-1] if rev else ys
+        return out
     xs = np.concatenate(ins, axis=-1) if len(ins) > 1 else x
     xs = np.ascontiguousarray(xs.reshape(T * B, -1))
-    out_size = int(npg.prog[0, 4])
     ys = np.empty((T * B, out_size), np.float32)
-    step_sequence(npg.prog, plan.arena, np.zeros((1, npg.scratch_size), np.float32), xs, ys, False)
+    step_sequence(npg.prog, arena, np.zeros((1, S + npg.scratch_size), np.float32), xs, ys, False)
     return ys.reshape(T, B, out_size)

@@ -35,9 +35,11 @@ class StateSlot:
 
 @dataclass
 class NodeProgram:
-    """A one-node program for run(): inputs packed side by side at scratch offset 0."""
+    """A one-node program for run(): inputs packed side by side in scratch. A memory row
+    is [state (S floats, S = prog[0, 5]) | scratch]; init_state is its starting state."""
     prog: np.ndarray
     scratch_size: int
+    init_state: np.ndarray
 
 
 @dataclass
@@ -78,9 +80,29 @@ class _Arena:
         self._keep.append(arr)  # keep alive so ids stay unique
         return off
 
+    def add_int8(self, arr: np.ndarray) -> int:
+        """Pack an int8 tensor into the float arena; returns its *byte* offset."""
+        key = id(arr)
+        if key not in self.offsets:
+            raw = np.ascontiguousarray(arr, dtype=np.int8).ravel()
+            raw = np.concatenate([raw, np.zeros((-raw.size) % (4 * _ALIGN), np.int8)])
+            off = self.size
+            self.parts.append(raw.view(np.float32))
+            self.size += raw.size // 4
+            self.offsets[key] = off
+            self._keep.append(arr)
+        return self.offsets[key] * 4
+
     def weight(self, node: Node, role: str) -> int:
+        """Float offset of a float weight, byte offset of an int8 one, -1 if absent."""
         arr = node.weights.get(role)
-        return -1 if arr is None else self.add(arr)
+        if arr is None:
+            return -1
+        return self.add_int8(arr) if arr.dtype == np.int8 else self.add(arr)
+
+    def scale(self, node: Node, role: str) -> int:
+        """Offset of the per-column scales of an int8 matrix, -1 for a float matrix."""
+        return self.weight(node, f"{role}.scale")
 
     def build(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.zeros(_ALIGN, np.float32)
@@ -140,12 +162,12 @@ class _Emitter:
 
     def emit(self, node: Node, ins: list[int], out_size: int) -> int:
         """Rows for one node reading scratch offsets `ins`; returns its output offset."""
-        a, W = node.attrs, self.arena.weight
+        a, W, Ws = node.attrs, self.arena.weight, self.arena.scale
         out = self.alloc(out_size)
         row = [0] * PROG_WIDTH
         if node.op == "Linear":
-            row[:7] = [OP_LINEAR, ins[0], out, a["in_features"], a["out_features"], W(node, "W"),
-                       W(node, "bias")]
+            row[:9] = [OP_LINEAR, ins[0], out, a["in_features"], a["out_features"], W(node, "W"),
+                       W(node, "bias"), Ws(node, "W"), self.alloc(a["out_features"])]
         elif node.op in ("LSTM", "GRU", "RNN"):
             cfg = self.arena.add(recurrent_cfg(node))
             self.cfg_offsets[node.name] = cfg
@@ -154,19 +176,22 @@ class _Emitter:
                 P = a.get("proj_size", 0)
                 st_h = self.state(f"{node.name}.h", P or H, node.weights.get("h0"))
                 st_c = self.state(f"{node.name}.c", H, node.weights.get("c0"))
-                row[:16] = [OP_LSTM, ins[0], out, a["input_size"], H, P, W(node, "W_ih"),
+                row[:20] = [OP_LSTM, ins[0], out, a["input_size"], H, P, W(node, "W_ih"),
                             W(node, "W_hh"), W(node, "bias"), W(node, "W_hr"), st_h, st_c,
-                            self.alloc(4 * H), self.alloc(H) if P else -1, cfg, W(node, "peephole")]
+                            self.alloc(4 * H), self.alloc(H) if P else -1, cfg, W(node, "peephole"),
+                            Ws(node, "W_ih"), Ws(node, "W_hh"), Ws(node, "W_hr"), self.alloc(4 * H)]
             elif node.op == "GRU":
                 st_h = self.state(f"{node.name}.h", H, node.weights.get("h0"))
-                row[:15] = [OP_GRU, ins[0], out, a["input_size"], H,
+                row[:18] = [OP_GRU, ins[0], out, a["input_size"], H,
                             int(a.get("linear_before_reset", True)), W(node, "W_ih"),
                             W(node, "W_hh"), W(node, "b_ih"), W(node, "b_hh"), st_h,
-                            self.alloc(3 * H), self.alloc(3 * H), self.alloc(H), cfg]
+                            self.alloc(3 * H), self.alloc(3 * H), self.alloc(H), cfg,
+                            Ws(node, "W_ih"), Ws(node, "W_hh"), self.alloc(3 * H)]
             else:
                 st_h = self.state(f"{node.name}.h", H, node.weights.get("h0"))
-                row[:11] = [OP_RNN, ins[0], out, a["input_size"], H, 0, W(node, "W_ih"),
-                            W(node, "W_hh"), W(node, "bias"), st_h, cfg]
+                row[:14] = [OP_RNN, ins[0], out, a["input_size"], H, 0, W(node, "W_ih"),
+                            W(node, "W_hh"), W(node, "bias"), st_h, cfg, Ws(node, "W_ih"),
+                            Ws(node, "W_hh"), self.alloc(H)]
         elif node.op == "Activation":
             kind = a["kind"]
             size = a["size"]
@@ -223,7 +248,10 @@ def _node_program(node: Node, graph: Graph, arena: _Arena) -> NodeProgram:
         pos += n
     out_size = graph.sizes[node.outputs[0]]
     out = em.emit(node, ins, out_size)
-    return NodeProgram(em.program(base, total, out, out_size), max(em.scratch, 1))
+    init = np.zeros(em.state_size, np.float32)
+    for off, arr in em.init_parts:
+        init[off:off + arr.size] = arr
+    return NodeProgram(em.program(base, total, out, out_size, em.state_size), max(em.scratch, 1), init)
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -246,13 +274,17 @@ def build_plan(graph: Graph) -> Plan:
     state_size = max(em.state_size, _ALIGN)
     prog = em.program(slot[in_name], in_size, out_off, out_total, state_size)
     node_programs = {n.name: _node_program(n, graph, arena) for n in graph.nodes
-                     if not n.is_recurrent and n.op != "Linear"}
+                     if n.quantized or (not n.is_recurrent and n.op != "Linear")}
     w = arena.build()
     # Re-point node weights at the arena so the sequence path reads the same floats.
     for node in graph.nodes:
         for role, arr in list(node.weights.items()):
             off = arena.offsets.get(id(arr))
-            if off is not None:
+            if off is None:
+                continue
+            if arr.dtype == np.int8:
+                node.weights[role] = w.view(np.int8)[4 * off:4 * off + arr.size].reshape(arr.shape)
+            else:
                 node.weights[role] = w[off:off + arr.size].reshape(arr.shape)
     init = np.zeros(state_size, np.float32)
     for off, arr in em.init_parts:

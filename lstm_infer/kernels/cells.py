@@ -79,7 +79,13 @@ def fast_sigmoid(x):
 
 @njit(**KERNEL)
 def matvec_acc(out, x, w, w_off, rows, cols):
-    """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols).
+    """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols)."""
+    matvec_cols(out, x, w, w_off, rows, cols, 0, cols)
+
+
+@njit(**KERNEL)
+def matvec_cols(out, x, w, w_off, rows, stride, c0, n):
+    """out[j] += sum_k x[k] * W[k, c0 + j], j < n, for W (rows, stride) at w[w_off:].
 
     Four rows of W per pass: out is loaded and stored once per four rows, which
     matters because the loop is bound by cache bandwidth, not arithmetic. Rows are
@@ -92,20 +98,65 @@ def matvec_acc(out, x, w, w_off, rows, cols):
         x1 = x[k + 1]
         x2 = x[k + 2]
         x3 = x[k + 3]
-        b0 = w_off + k * cols
-        r0 = w[b0:b0 + cols]
-        r1 = w[b0 + cols:b0 + 2 * cols]
-        r2 = w[b0 + 2 * cols:b0 + 3 * cols]
-        r3 = w[b0 + 3 * cols:b0 + 4 * cols]
-        for j in range(cols):
+        b0 = w_off + k * stride + c0
+        r0 = w[b0:b0 + n]
+        r1 = w[b0 + stride:b0 + stride + n]
+        r2 = w[b0 + 2 * stride:b0 + 2 * stride + n]
+        r3 = w[b0 + 3 * stride:b0 + 3 * stride + n]
+        for j in range(n):
             out[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
         k += 4
     while k < rows:
         xk = x[k]
-        r0 = w[w_off + k * cols:w_off + (k + 1) * cols]
-        for j in range(cols):
+        b0 = w_off + k * stride + c0
+        r0 = w[b0:b0 + n]
+        for j in range(n):
             out[j] += xk * r0[j]
         k += 1
+
+
+@njit(**KERNEL)
+def matvec_q8(out, x, w, q_off, s_off, rows, stride, c0, n, acc):
+    """Like matvec_cols for an int8 matrix Q (bytes at q_off in w viewed as int8) with
+    per-column scales s (floats at w[s_off:]): out[j] += s[c0+j] * sum_k x[k] * Q[k, c0+j].
+    Dequantised on the fly; `acc` is n floats of scratch."""
+    q = w.view(np.int8)
+    for j in range(n):
+        acc[j] = np.float32(0.0)
+    k = 0
+    while k + 4 <= rows:
+        x0 = x[k]
+        x1 = x[k + 1]
+        x2 = x[k + 2]
+        x3 = x[k + 3]
+        b0 = q_off + k * stride + c0
+        r0 = q[b0:b0 + n]
+        r1 = q[b0 + stride:b0 + stride + n]
+        r2 = q[b0 + 2 * stride:b0 + 2 * stride + n]
+        r3 = q[b0 + 3 * stride:b0 + 3 * stride + n]
+        for j in range(n):
+            acc[j] += (x0 * np.float32(r0[j]) + x1 * np.float32(r1[j])
+                       + x2 * np.float32(r2[j]) + x3 * np.float32(r3[j]))
+        k += 4
+    while k < rows:
+        xk = x[k]
+        b0 = q_off + k * stride + c0
+        r0 = q[b0:b0 + n]
+        for j in range(n):
+            acc[j] += xk * np.float32(r0[j])
+        k += 1
+    sc = w[s_off + c0:s_off + c0 + n]
+    for j in range(n):
+        out[j] += sc[j] * acc[j]
+
+
+@njit(**KERNEL)
+def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
+    """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix."""
+    if s_off < 0:
+        matvec_cols(out, x, w, off, rows, stride, c0, n)
+    else:
+        matvec_q8(out, x, w, off, s_off, rows, stride, c0, n, acc)
 
 
 @njit(**KERNEL)
@@ -239,21 +290,16 @@ def gru_pointwise(gx, gh, h, H, lbr, cfg):
 
 
 @njit(**KERNEL)
-def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg):
+def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc):
     """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H)."""
     if lbr:
         set_bias(gh, w, bhh_off, 3 * H)
-        matvec_acc(gh, h, w, whh_off, H, 3 * H)
+        mv(gh, h, w, whh_off, whh_s, H, 3 * H, 0, 3 * H, acc)
     else:
         # r and z need h W_h{r,z}; n needs (r*h) W_hn, so compute the first 2H columns,
         # then r, then the last H columns from r*h. W_hh rows are (H, 3H).
         set_bias(gh, w, bhh_off, 3 * H)
-        ghrz = gh[0:2 * H]
-        for k in range(H):
-            hk = h[k]
-            row = w[whh_off + k * 3 * H:whh_off + k * 3 * H + 2 * H]
-            for j in range(2 * H):
-                ghrz[j] += hk * row[j]
+        mv(gh[0:2 * H], h, w, whh_off, whh_s, H, 3 * H, 0, 2 * H, acc)
         general = cfg[0] != 0
         for k in range(H):
             if general:
@@ -261,12 +307,7 @@ def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg):
             else:
                 r = fast_sigmoid(gx[k] + gh[k])
             rh[k] = r * h[k]
-        ghn = gh[2 * H:3 * H]
-        for k in range(H):
-            rk = rh[k]
-            row = w[whh_off + k * 3 * H + 2 * H:whh_off + (k + 1) * 3 * H]
-            for j in range(H):
-                ghn[j] += rk * row[j]
+        mv(gh[2 * H:3 * H], rh, w, whh_off, whh_s, H, 3 * H, 2 * H, H, acc)
     gru_pointwise(gx, gh, h, H, lbr, cfg)
 
 

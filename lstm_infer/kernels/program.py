@@ -7,11 +7,15 @@ program are into those arenas. Because every model uses the same kernel signatur
 the kernels compile once per installation, not once per model.
 
 Row layouts (field 0 is the opcode; -1 marks an absent weight; `cfg` is the offset
-of a CFG_SIZE recurrent config block in w, see cells.py):
-  LINEAR  in, out, I, O, W, b
-  LSTM    in, out, I, H, P, W_ih, W_hh, bias, W_hr, st_h, st_c, gates, hfull, cfg, peephole
-  GRU     in, out, I, H, lbr, W_ih, W_hh, b_ih, b_hh, st_h, gx, gh, rh, cfg
-  RNN     in, out, I, H, -, W_ih, W_hh, bias, st_h, cfg
+of a CFG_SIZE recurrent config block in w, see cells.py). A matrix field M is a float
+offset into w when its scale field M_s is -1; otherwise M is a *byte* offset of an int8
+matrix packed into w (read through w.view(int8)) and M_s the offset of its per-column
+float32 scales; `acc` is scratch for the int8 accumulators:
+  LINEAR  in, out, I, O, W, b, W_s, acc
+  LSTM    in, out, I, H, P, W_ih, W_hh, bias, W_hr, st_h, st_c, gates, hfull, cfg, peephole,
+          W_ih_s, W_hh_s, W_hr_s, acc
+  GRU     in, out, I, H, lbr, W_ih, W_hh, b_ih, b_hh, st_h, gx, gh, rh, cfg, W_ih_s, W_hh_s, acc
+  RNN     in, out, I, H, -, W_ih, W_hh, bias, st_h, cfg, W_ih_s, W_hh_s, acc
   ACT     in, out, F, kind, alpha (alpha at w[i], beta at w[i+1]), group
   LNORM   in, out, size, eps (index into w), weight, bias, rows
   COPY    in, out, F                     (Concat is one COPY per input)
@@ -29,10 +33,10 @@ import math
 import numpy as np
 from numba import njit
 
-from .cells import (KERNEL, CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, matvec_acc,
+from .cells import (KERNEL, CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, mv,
                     rnn_pointwise, set_bias)
 
-PROG_WIDTH = 16
+PROG_WIDTH = 24
 (OP_LINEAR, OP_LSTM, OP_GRU, OP_RNN, OP_ACT, OP_LNORM, OP_COPY, OP_BINARY, OP_SCALE,
  OP_GATHER, OP_CONV1D, OP_REDUCE) = range(1, 13)
 BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6}
@@ -110,8 +114,9 @@ def _run_ops(prog, w, st, sc):
             I = prog[r, 3]
             O = prog[r, 4]
             out = sc[o0:o0 + O]
+            acc = sc[prog[r, 8]:prog[r, 8] + O]
             set_bias(out, w, prog[r, 6], O)
-            matvec_acc(out, sc[i0:i0 + I], w, prog[r, 5], I, O)
+            mv(out, sc[i0:i0 + I], w, prog[r, 5], prog[r, 7], I, O, 0, O, acc)
         elif op == OP_LSTM:
             I = prog[r, 3]
             H = prog[r, 4]
@@ -124,15 +129,16 @@ def _run_ops(prog, w, st, sc):
             cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
             p0 = prog[r, 15]
             peep = w[p0:p0 + 3 * H] if p0 >= 0 else empty
+            acc = sc[prog[r, 19]:prog[r, 19] + 4 * H]
             set_bias(gates, w, prog[r, 8], 4 * H)
-            matvec_acc(gates, sc[i0:i0 + I], w, prog[r, 6], I, 4 * H)
-            matvec_acc(gates, h, w, prog[r, 7], R, 4 * H)
+            mv(gates, sc[i0:i0 + I], w, prog[r, 6], prog[r, 16], I, 4 * H, 0, 4 * H, acc)
+            mv(gates, h, w, prog[r, 7], prog[r, 17], R, 4 * H, 0, 4 * H, acc)
             if P > 0:
                 hf0 = prog[r, 13]
                 hfull = sc[hf0:hf0 + H]
                 lstm_pointwise(gates, c, hfull, H, cfg, peep)
                 set_bias(h, w, -1, P)
-                matvec_acc(h, hfull, w, prog[r, 9], H, P)
+                mv(h, hfull, w, prog[r, 9], prog[r, 18], H, P, 0, P, acc)
             else:
                 lstm_pointwise(gates, c, h, H, cfg, peep)
             out = sc[o0:o0 + R]
@@ -146,9 +152,10 @@ def _run_ops(prog, w, st, sc):
             rh = sc[prog[r, 13]:prog[r, 13] + H]
             h = st[prog[r, 10]:prog[r, 10] + H]
             cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
+            acc = sc[prog[r, 17]:prog[r, 17] + 3 * H]
             set_bias(gx, w, prog[r, 8], 3 * H)
-            matvec_acc(gx, sc[i0:i0 + I], w, prog[r, 6], I, 3 * H)
-            gru_step(gx, gh, rh, h, H, w, prog[r, 7], prog[r, 9], prog[r, 5], cfg)
+            mv(gx, sc[i0:i0 + I], w, prog[r, 6], prog[r, 15], I, 3 * H, 0, 3 * H, acc)
+            gru_step(gx, gh, rh, h, H, w, prog[r, 7], prog[r, 9], prog[r, 5], cfg, prog[r, 16], acc)
             out = sc[o0:o0 + H]
             for j in range(H):
                 out[j] = h[j]
@@ -158,9 +165,10 @@ def _run_ops(prog, w, st, sc):
             h = st[prog[r, 9]:prog[r, 9] + H]
             cfg = w[prog[r, 10]:prog[r, 10] + CFG_SIZE]
             out = sc[o0:o0 + H]
+            acc = sc[prog[r, 13]:prog[r, 13] + H]
             set_bias(out, w, prog[r, 8], H)
-            matvec_acc(out, sc[i0:i0 + I], w, prog[r, 6], I, H)
-            matvec_acc(out, h, w, prog[r, 7], H, H)
+            mv(out, sc[i0:i0 + I], w, prog[r, 6], prog[r, 11], I, H, 0, H, acc)
+            mv(out, h, w, prog[r, 7], prog[r, 12], H, H, 0, H, acc)
             rnn_pointwise(out, h, out, H, cfg)
         elif op == OP_ACT:
             F = prog[r, 3]

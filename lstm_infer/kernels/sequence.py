@@ -53,6 +53,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
     g = np.empty(G, np.float32)
     gh = np.empty(G, np.float32)
     rh = np.empty(H, np.float32)
+    acc = np.empty(G, np.float32)
     for b in range(B):
         h = h0.copy()
         L = lengths[b]
@@ -60,7 +61,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
             t = L - 1 - s if reverse else s
             for j in range(G):
                 g[j] = gx[t, b, j]
-            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr, cfg)
+            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr, cfg, -1, acc)
             for j in range(H):
                 out[t, b, j] = h[j]
 
