@@ -17,15 +17,57 @@ class ConversionError(ValueError):
     """The source model uses something the converter does not support (message names it)."""
 
 
+def _with_dtype(convert, path, dtype: str, verify: bool) -> ConversionReport:
+    """Convert at fp32 (verified against the source), then compress to `dtype` and report
+    how far the compressed model is from the fp32 one on random unit-scale inputs."""
+    import os
+
+    from lstm_infer.quantize import DTYPES, quantize_file
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "fp32":
+        return convert(path)
+    tmp = f"{os.fspath(path)}.fp32-{os.getpid()}.tmp"
+    try:
+        report = convert(tmp)
+        quantize_file(tmp, path, dtype)
+        if verify:
+            report.warnings.append(_compression_error(tmp, path, dtype))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    import lstm_infer
+    report.output_path = os.fspath(path)
+    report.summary = str(lstm_infer.load(path))
+    return report
+
+
+def _compression_error(fp32_path, path, dtype: str) -> str:
+    import numpy as np
+
+    import lstm_infer
+    a, b = lstm_infer.load(fp32_path), lstm_infer.load(path)
+    X = np.random.default_rng(0).standard_normal((4, 200, a.input_size)).astype(np.float32)
+    ya, yb = a.run(X), b.run(X)
+    if isinstance(ya, dict):
+        err = max(float(np.abs(ya[k] - yb[k]).max()) for k in ya)
+    else:
+        err = float(np.abs(ya - yb).max())
+    return (f"{dtype} weights: max abs difference from the fp32 conversion {err:.3g} on random "
+            "unit-scale inputs (4 x 200 steps); the verification above is of the fp32 model")
+
+
 def convert_torch(module, path, example_input=None, dtype: str = "fp32", verify: bool = True,
                   **options) -> ConversionReport:
     from .torch_import import convert_torch as _impl
-    return _impl(module, path, example_input=example_input, dtype=dtype, verify=verify, **options)
+    return _with_dtype(lambda p: _impl(module, p, example_input=example_input, dtype="fp32",
+                                       verify=verify, **options), path, dtype, verify)
 
 
 def convert_onnx(src, path, dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
     from .onnx_import import convert_onnx as _impl
-    return _impl(src, path, dtype=dtype, verify=verify, **options)
+    return _with_dtype(lambda p: _impl(src, p, dtype="fp32", verify=verify, **options),
+                       path, dtype, verify)
 
 
 def convert_file(src, path, dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
@@ -34,7 +76,8 @@ def convert_file(src, path, dtype: str = "fp32", verify: bool = True, **options)
     if s.endswith(".onnx"):
         return convert_onnx(src, path, dtype=dtype, verify=verify, **options)
     from .torch_import import convert_torch_file
-    return convert_torch_file(src, path, dtype=dtype, verify=verify, **options)
+    return _with_dtype(lambda p: convert_torch_file(src, p, dtype="fp32", verify=verify, **options),
+                       path, dtype, verify)
 
 
 def verify_file(lstm_path, src, inputs=None, **options) -> VerifyReport:

@@ -191,7 +191,8 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
 # inspect
 # --------------------------------------------------------------------------------------
 def _node_params(node) -> int:
-    return sum(int(w.size) for r, w in node.weights.items() if r not in ("h0", "c0"))
+    return sum(int(w.size) for r, w in node.weights.items()
+               if r not in ("h0", "c0") and not r.endswith(".scale"))
 
 
 def describe(model) -> dict:
@@ -212,6 +213,8 @@ def describe(model) -> dict:
                     "initial_state": sorted(r for r in n.weights if r in ("h0", "c0"))}
                    for n in g.nodes],
         "state": [{"name": s.name, "size": s.size} for s in model.plan.state_slots],
+        "weight_dtypes": model.weight_dtypes(),
+        "compression_ratio": round(model.compression_ratio(), 3),
         "streamable": model.streamable,
         "reverse_layers": list(g.reverse_nodes),
         "provenance": model.provenance,
@@ -237,10 +240,36 @@ def inspect(file: str, as_json: bool) -> None:
     state = info["state"]
     click.echo("  state: " + (", ".join(f"{s['name']} ({s['size']})" for s in state)
                               if state else "none"))
+    if m.dtype != "fp32":
+        dts = info["weight_dtypes"]
+        click.echo("  weights: " + ", ".join(f"{k} {v}" for k, v in dts.items() if v != "fp32")
+                   + f"; others fp32; int8 matrices carry one float32 scale per output unit")
     prov = info["provenance"]
     if prov:
         click.echo("  provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()
                                                 if v not in (None, "")))
+
+
+@cli.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the compressed .lstm file.")
+@click.option("--dtype", type=click.Choice(["fp16", "int8"]), required=True,
+              help="fp16: weight matrices stored as float16, computed in float32. int8: "
+                   "symmetric int8 with one scale per output unit, read directly by the kernels.")
+def quantize(src: str, out: str, dtype: str) -> None:
+    """Compress the weights of an fp32 .lstm file SRC (biases and norms stay fp32) and
+    print the size and the largest output difference from SRC on random inputs."""
+    from .quantize import quantize_file
+    quantize_file(src, out, dtype)
+    a, b = lstm_infer.load(src), lstm_infer.load(out)
+    X = np.random.default_rng(0).standard_normal((4, 200, a.input_size)).astype(np.float32)
+    ya, yb = a.run(X), b.run(X)
+    pairs = [(ya[k], yb[k]) for k in ya] if isinstance(ya, dict) else [(ya, yb)]
+    err = max(float(np.abs(p - q).max()) for p, q in pairs)
+    click.echo(f"wrote {out}: {os.path.getsize(out):,} bytes ({os.path.getsize(src):,} as fp32), "
+               f"weights {b.compression_ratio():.2f}x smaller")
+    click.echo(f"max abs difference from {src} on random unit-scale inputs: {err:.3g}")
 
 
 # --------------------------------------------------------------------------------------

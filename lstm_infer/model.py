@@ -18,6 +18,18 @@ Output = Union[np.ndarray, dict]
 ON_NONFINITE = ("raise", "propagate")
 
 
+_DT_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
+
+
+def _role_key(doc: dict, tensor: str) -> str:
+    """`<node>.<role>` for a tensor name (converters name tensors that way already)."""
+    for nd in doc.get("nodes", []):
+        for role, t in nd.get("weights", {}).items():
+            if t == tensor:
+                return f"{nd['name']}.{role}"
+    return tensor
+
+
 def load(path: str | os.PathLike, verify_checksum: bool = True, warmup: bool = True) -> "Model":
     """Validate and load a `.lstm` file. Raises ModelFormatError for any defect of the file.
 
@@ -29,6 +41,8 @@ def load(path: str | os.PathLike, verify_checksum: bool = True, warmup: bool = T
     graph = parse_graph(raw.graph, raw.tensors)
     model = Model(graph, provenance=raw.provenance, path=raw.path, file_size=raw.file_size,
                   tensor_dtypes=sorted({str(t.dtype) for t in raw.tensors.values()}))
+    model._stored = {_role_key(raw.graph, name): _DT_NAMES.get(str(t.dtype), str(t.dtype))
+                     for name, t in raw.tensors.items()}
     if warmup:
         model.warmup()
     return model
@@ -43,8 +57,10 @@ class Model:
         self.provenance = provenance or {}
         self.path = path
         self.file_size = file_size
-        self.dtype = "fp32" if not tensor_dtypes or tensor_dtypes == ["float32"] else "/".join(tensor_dtypes)
+        kinds = set(tensor_dtypes or ["float32"])
+        self.dtype = "int8" if "int8" in kinds else "fp16" if "float16" in kinds else "fp32"
         self.plan: Plan = build_plan(graph)
+        self._stored: dict[str, str] = {}
 
     # ---- description -------------------------------------------------------------
     @property
@@ -64,12 +80,31 @@ class Model:
     def streamable(self) -> bool:
         return self.graph.streamable
 
+    def compression_ratio(self) -> float:
+        """fp32 bytes of all weights / their stored bytes (int8 scales included)."""
+        itemsize = {"fp32": 4, "fp16": 2, "int8": 1}
+        stored = fp32 = 0
+        for n in self.graph.nodes:
+            for r, w in n.weights.items():
+                kind = self._stored.get(f"{n.name}.{r}", "fp32")
+                stored += w.size * itemsize.get(kind, 4)
+                if not r.endswith(".scale"):
+                    fp32 += w.size * 4
+        return fp32 / stored if stored else 1.0
+
+    def weight_dtypes(self) -> dict[str, str]:
+        """Stored dtype of every weight matrix: `<node>.<role>` -> fp32 / fp16 / int8."""
+        return {f"{n.name}.{r}": self._stored.get(f"{n.name}.{r}", "fp32")
+                for n in self.graph.nodes for r in n.weights if not r.endswith(".scale")}
+
     def summary(self) -> str:
         g = self.graph
         lines = [f"lstm-infer model{f' {os.path.basename(self.path)}' if self.path else ''}: "
                  f"input {self.input_size} -> output {self.output_size}, "
                  f"{g.param_count():,} parameters, dtype {self.dtype}"
-                 + (f", {self.file_size:,} bytes" if self.file_size else "")]
+                 + (f", {self.file_size:,} bytes" if self.file_size else "")
+                 + (f" (weights {self.compression_ratio():.2f}x smaller than fp32)"
+                    if self.dtype != "fp32" else "")]
         for n in g.nodes:
             a = n.attrs
             if n.op == "LSTM":
@@ -88,7 +123,8 @@ class Model:
                 desc = f"{n.op} {g.sizes[n.outputs[0]]}"
             if n.is_recurrent and a.get("reverse"):
                 desc += " reverse"
-            params = sum(int(w.size) for r, w in n.weights.items() if r not in ("h0", "c0"))
+            params = sum(int(w.size) for r, w in n.weights.items()
+                         if r not in ("h0", "c0") and not r.endswith(".scale"))
             lines.append(f"  {n.name:<24} {desc:<36} {params:>10,} params")
         lines.append("  streamable: " + ("yes" if self.streamable else
                                          f"no (reverse-direction layers: {', '.join(g.reverse_nodes)})"))

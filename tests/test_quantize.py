@@ -88,3 +88,39 @@ def test_scales_required_and_checked(tmp_path):
         parse_graph(raw.graph, bad)
     with pytest.raises(ValueError, match="already compressed"):
         quantize_file(tmp_path / "q.lstm", tmp_path / "qq.lstm", "int8")
+
+
+def test_cli_quantize_and_inspect(tmp_path):
+    from click.testing import CliRunner
+
+    from lstm_infer.cli import cli
+    stacked(tmp_path / "f.lstm", "LSTM", 4, 16)
+    r = CliRunner().invoke(cli, ["quantize", str(tmp_path / "f.lstm"), "-o", str(tmp_path / "q.lstm"),
+                                 "--dtype", "int8"])
+    assert r.exit_code == 0, r.output
+    assert "max abs difference" in r.output
+    r = CliRunner().invoke(cli, ["inspect", "--json", str(tmp_path / "q.lstm")])
+    info = json.loads(r.output)
+    assert info["dtype"] == "int8" and info["weight_dtypes"]["lstm0.W_ih"] == "int8"
+    assert info["weight_dtypes"]["lstm0.bias"] == "fp32" and info["compression_ratio"] > 2
+    assert info["provenance"]["weights_dtype"] == "int8"
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+def test_convert_torch_with_dtype(tmp_path, dtype):
+    torch = pytest.importorskip("torch")
+    import converters
+    torch.manual_seed(0)
+    module = torch.nn.GRU(5, 24, num_layers=2, batch_first=True)
+    report = converters.convert_torch(module, tmp_path / "m.lstm", example_input=torch.randn(1, 12, 5),
+                                      dtype=dtype)
+    assert report.verify is not None and report.verify.ok  # the fp32 conversion
+    assert any(f"{dtype} weights: max abs difference" in w for w in report.warnings)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    assert m.dtype == dtype
+    x = torch.randn(1, 300, 5)
+    with torch.no_grad():
+        ref = module(x)[0][0].numpy()
+    assert np.abs(m.run(x[0].numpy()) - ref).max() <= (2e-3 if dtype == "fp16" else 2e-2)
+    assert not (tmp_path / "m.lstm.fp32.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lstm"]
