@@ -3,8 +3,10 @@
     m = lstm_infer.load("model.lstm"); s = m.stream(); y = s.step(x)
 """
 from ._cache import configure_cache as _configure_cache
+from ._cache import harden_numba_cache as _harden_numba_cache
 
-_configure_cache()
+_configure_cache()  # before Numba reads its configuration
+_harden_numba_cache()
 
 from .errors import ModelFormatError, NotStreamableError  # noqa: E402
 from .model import Model, load  # noqa: E402

@@ -16,6 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .. import _cache
+
 # Activation codes used in compiled programs (order matches graph.ACTIVATIONS).
 ACT_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4, "gelu_tanh": 5,
              "leaky_relu": 6, "elu": 7, "softplus": 8, "softmax": 9, "log_softmax": 10,
@@ -39,11 +41,12 @@ _INF = np.float32(np.inf)
 _SQRT_2_OVER_PI = np.float32(0.7978845608028654)
 
 
-KERNEL = dict(cache=True, error_model="numpy", fastmath={"contract"})
+KERNEL = dict(cache=_cache.ENABLED, error_model="numpy", fastmath={"contract"})
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def sigmoid(v):
+    """Exact logistic function (the Activation op); the cells use fast_sigmoid."""
     return np.float32(1.0) / (np.float32(1.0) + math.exp(-v))
 
 
