@@ -66,7 +66,9 @@ class Graph:
 
     @property
     def reverse_nodes(self) -> list[str]:
-        return [n.name for n in self.nodes if n.is_recurrent and n.attrs.get("reverse")]
+        """Nodes that need future inputs: reverse recurrent layers and sequence-only ops."""
+        return [n.name for n in self.nodes
+                if (n.is_recurrent and n.attrs.get("reverse")) or n.op in SEQUENCE_ONLY_OPS]
 
     def param_count(self) -> int:
         return sum(int(w.size) for n in self.nodes for role, w in n.weights.items()
@@ -122,12 +124,13 @@ def _lstm(a: dict):
     p = _int(a, "proj_size", lo=0, default=0)
     _recurrent_common(a, 3)
     _bool(a, "input_forget")
+    cell = _bool(a, "output_cell")
     r = p or h
     w = {"W_ih": ((i, 4 * h), True), "W_hh": ((r, 4 * h), True), "bias": ((4 * h,), False),
          "h0": ((r,), False), "c0": ((h,), False), "peephole": ((3 * h,), False)}
     if p:
         w["W_hr"] = ((h, p), True)
-    return [i], r, w
+    return [i], r + (h if cell else 0), w
 
 
 def _gru(a: dict):
@@ -217,6 +220,11 @@ def _conv1d(a: dict):
             {"W": ((m, c // groups, k), True), "bias": ((m,), False)})
 
 
+def _first_step(a: dict):
+    f = _int(a, "size")
+    return [f], f, {}
+
+
 def _reduce(a: dict):
     if a.get("kind") not in REDUCE_KINDS:
         raise _Err(f"reduce kind must be one of {', '.join(REDUCE_KINDS)}; got {a.get('kind')!r}")
@@ -228,7 +236,10 @@ OP_SPECS: dict[str, Spec] = {
     "LSTM": _lstm, "GRU": _gru, "RNN": _rnn, "Linear": _linear, "Activation": _activation,
     "LayerNorm": _layernorm, "Concat": _concat, "Add": _binary, "Mul": _binary,
     "Binary": _binary_kind, "Scale": _scale, "Gather": _gather, "Conv1d": _conv1d, "Reduce": _reduce,
+    "FirstStep": _first_step,
 }
+# Ops that look at other time steps: a graph with one runs whole sequences only.
+SEQUENCE_ONLY_OPS = ("FirstStep",)
 
 
 def _name(v: Any, what: str) -> str:

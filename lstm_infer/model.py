@@ -119,6 +119,8 @@ class Model:
                 desc = f"Linear {a['in_features']}->{a['out_features']}"
             elif n.op == "Activation":
                 desc = f"{a['kind']}"
+            elif n.op == "FirstStep":
+                desc = f"FirstStep {g.sizes[n.outputs[0]]} (value at step 0, whole sequence only)"
             else:
                 desc = f"{n.op} {g.sizes[n.outputs[0]]}"
             if n.is_recurrent and a.get("reverse"):
@@ -127,7 +129,7 @@ class Model:
                          if r not in ("h0", "c0") and not r.endswith(".scale"))
             lines.append(f"  {n.name:<24} {desc:<36} {params:>10,} params")
         lines.append("  streamable: " + ("yes" if self.streamable else
-                                         f"no (reverse-direction layers: {', '.join(g.reverse_nodes)})"))
+                                         f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
         if self.provenance.get("source"):
             lines.append(f"  source: {self.provenance['source']} via {self.provenance.get('converter', '?')}")
         return "\n".join(lines)
@@ -184,9 +186,10 @@ class Model:
     def _check_streamable(self) -> None:
         if not self.streamable:
             raise NotStreamableError(
-                "this model cannot stream one step at a time: layers "
-                f"{', '.join(self.graph.reverse_nodes)} run backwards in time (bidirectional), so "
-                "each output depends on future inputs; use run() on whole sequences")
+                "this model cannot stream one step at a time: "
+                f"{', '.join(self.graph.reverse_nodes)} need the whole sequence (a layer that runs "
+                "backwards in time, as in a bidirectional model, or an op that reads another "
+                "time step), so each output depends on future inputs; use run() on whole sequences")
 
     def stream(self, on_nonfinite: str = "raise") -> "Stream":
         """One stateful stream: step(x) carries the recurrent state to the next call."""
@@ -231,6 +234,8 @@ def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> n
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
+    if node.op == "FirstStep":  # every step sees step 0 of its sequence
+        return np.ascontiguousarray(np.broadcast_to(x[:1], x.shape))
     if node.quantized:
         return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
     if node.op == "Linear":
@@ -241,7 +246,7 @@ def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> n
         cfg = plan.cfg[node.name]
         if node.op == "LSTM":
             P = a.get("proj_size", 0)
-            out = np.zeros((T, B, P or H), np.float32)
+            out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
             whr = w.get("W_hr", np.zeros((0, 0), np.float32))
             peep = w.get("peephole", np.zeros(0, np.float32))
             lstm_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),

@@ -168,6 +168,8 @@ class _Emitter:
         if node.op == "Linear":
             row[:9] = [OP_LINEAR, ins[0], out, a["in_features"], a["out_features"], W(node, "W"),
                        W(node, "bias"), Ws(node, "W"), self.alloc(a["out_features"])]
+        elif node.op == "FirstStep":
+            return out  # whole-sequence only: run() handles it; graphs with it do not stream
         elif node.op in ("LSTM", "GRU", "RNN"):
             cfg = self.arena.add(recurrent_cfg(node))
             self.cfg_offsets[node.name] = cfg
@@ -176,10 +178,11 @@ class _Emitter:
                 P = a.get("proj_size", 0)
                 st_h = self.state(f"{node.name}.h", P or H, node.weights.get("h0"))
                 st_c = self.state(f"{node.name}.c", H, node.weights.get("c0"))
-                row[:20] = [OP_LSTM, ins[0], out, a["input_size"], H, P, W(node, "W_ih"),
+                row[:21] = [OP_LSTM, ins[0], out, a["input_size"], H, P, W(node, "W_ih"),
                             W(node, "W_hh"), W(node, "bias"), W(node, "W_hr"), st_h, st_c,
                             self.alloc(4 * H), self.alloc(H) if P else -1, cfg, W(node, "peephole"),
-                            Ws(node, "W_ih"), Ws(node, "W_hh"), Ws(node, "W_hr"), self.alloc(4 * H)]
+                            Ws(node, "W_ih"), Ws(node, "W_hh"), Ws(node, "W_hr"), self.alloc(4 * H),
+                            int(bool(a.get("output_cell")))]
             elif node.op == "GRU":
                 st_h = self.state(f"{node.name}.h", H, node.weights.get("h0"))
                 row[:18] = [OP_GRU, ins[0], out, a["input_size"], H,
@@ -274,7 +277,7 @@ def build_plan(graph: Graph) -> Plan:
     state_size = max(em.state_size, _ALIGN)
     prog = em.program(slot[in_name], in_size, out_off, out_total, state_size)
     node_programs = {n.name: _node_program(n, graph, arena) for n in graph.nodes
-                     if n.quantized or (not n.is_recurrent and n.op != "Linear")}
+                     if n.quantized or (not n.is_recurrent and n.op not in ("Linear", "FirstStep"))}
     w = arena.build()
     # Re-point node weights at the arena so the sequence path reads the same floats.
     for node in graph.nodes:

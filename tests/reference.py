@@ -103,6 +103,7 @@ def run_reference(doc: dict, weights: dict, X: np.ndarray, length: int | None = 
                 h = _w(node, "h0") if _w(node, "h0") is not None else np.zeros(R)
                 c = _w(node, "c0") if _w(node, "c0") is not None else np.zeros(H)
                 y = np.zeros((T_all, R))
+                cells = np.zeros((T_all, H))
                 p = _w(node, "peephole")
                 for t in order:
                     g = x[t] @ Wih + h @ Whh + b
@@ -120,9 +121,13 @@ def run_reference(doc: dict, weights: dict, X: np.ndarray, length: int | None = 
                         if p is not None:
                             go = go + p[2 * H:] * c
                         h = _gate(acts[0], cl(go)) * _gate(acts[2], c)
+                    if a.get("output_cell"):
+                        cells[t] = c
                     if P:
                         h = h @ _w(node, "W_hr")
                     y[t] = h
+                if a.get("output_cell"):
+                    y = np.concatenate([y, cells], -1)
             elif op == "GRU":
                 bi = _w(node, "b_ih") if _w(node, "b_ih") is not None else np.zeros(3 * H)
                 bh = _w(node, "b_hh") if _w(node, "b_hh") is not None else np.zeros(3 * H)
@@ -162,6 +167,8 @@ def run_reference(doc: dict, weights: dict, X: np.ndarray, length: int | None = 
             if _w(node, "bias") is not None:
                 y = y + _w(node, "bias")
             y = y.reshape(x.shape)
+        elif op == "FirstStep":
+            y = np.broadcast_to(x[:1], x.shape).copy()
         elif op == "Scale":
             y = x * (_w(node, "scale") if _w(node, "scale") is not None else 1)
             y = y + (_w(node, "shift") if _w(node, "shift") is not None else 0)

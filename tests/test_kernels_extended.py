@@ -6,6 +6,7 @@ import pytest
 
 import lstm_infer
 from lstm_infer.builder import GraphBuilder
+from lstm_infer.graph import parse_graph
 from builders import _u, add_recurrent
 from reference import run_reference
 from test_kernels import TOL, _check_all_paths, _x
@@ -27,6 +28,7 @@ def _single(tmp_path, op, I, H, attrs=None, peephole=False, seed=0, **kw):
     if peephole:
         b.tensors["rec.peephole"] = _u(rng, (3 * H,), 0.5)
         node["weights"]["peephole"] = "rec.peephole"
+    b.sizes[v] = parse_graph(b.document(), b.tensors).sizes[v]  # attrs may change the size
     b.output(v)
     b.save(tmp_path / "m.lstm")
     return b
@@ -176,3 +178,38 @@ def test_gather_index_out_of_range_is_rejected(tmp_path):
     with pytest.raises(lstm_infer.ModelFormatError, match="divide"):
         b.add("Conv1d", "c", ["x"], {"in_channels": 2, "in_length": 2, "out_channels": 3,
                                      "kernel_size": 1, "groups": 2}, {"W": np.zeros((3, 1, 1))})
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(proj=3), dict(peephole=True, attrs={"clip": 0.5})],
+                         ids=["plain", "proj", "general"])
+def test_lstm_output_cell(tmp_path, opts):
+    """output_cell: the node's per-step output is [h, c] (ONNX Y_c without a paired input)."""
+    attrs = {**opts.pop("attrs", {}), "output_cell": True}
+    b = _single(tmp_path, "LSTM", 4, 6, attrs=attrs, **opts)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    R = opts.get("proj") or 6
+    assert m.output_size == R + 6
+    X = _x(80, 4)
+    _check_all_paths(m, run_reference(b.document(), b.tensors, X), X)
+    s = m.stream()
+    y = s.step_many(X)
+    assert np.array_equal(y[-1, R:], s.get_state()["rec.c"])
+
+
+def test_first_step_reads_a_reverse_layers_final_state(tmp_path):
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("x", 3)
+    fwd = add_recurrent(b, rng, "GRU", "fwd", "x", 3, 5)
+    bwd = add_recurrent(b, rng, "GRU", "bwd", "x", 3, 5, reverse=True)
+    last_bwd = b.add("FirstStep", "bwd_final", [bwd], {"size": 5})
+    cat = b.add("Concat", "cat", [fwd, last_bwd], {"sizes": [5, 5]})
+    b.output(b.add("Linear", "fc", [cat], {"in_features": 10, "out_features": 2}, {"W": _u(rng, (10, 2), 0.5)}))
+    b.save(tmp_path / "m.lstm")
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = _x(40, 3, B=2)
+    Y = m.run(X)
+    for i in range(2):
+        assert np.abs(Y[i] - run_reference(b.document(), b.tensors, X[i])).max() <= TOL
+    assert not m.streamable
+    with pytest.raises(lstm_infer.NotStreamableError, match="bwd_final"):
+        m.stream()

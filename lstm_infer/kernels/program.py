@@ -13,7 +13,7 @@ matrix packed into w (read through w.view(int8)) and M_s the offset of its per-c
 float32 scales; `acc` is scratch for the int8 accumulators:
   LINEAR  in, out, I, O, W, b, W_s, acc
   LSTM    in, out, I, H, P, W_ih, W_hh, bias, W_hr, st_h, st_c, gates, hfull, cfg, peephole,
-          W_ih_s, W_hh_s, W_hr_s, acc
+          W_ih_s, W_hh_s, W_hr_s, acc, output_cell (out = [h, c] when 1)
   GRU     in, out, I, H, lbr, W_ih, W_hh, b_ih, b_hh, st_h, gx, gh, rh, cfg, W_ih_s, W_hh_s, acc
   RNN     in, out, I, H, -, W_ih, W_hh, bias, st_h, cfg, W_ih_s, W_hh_s, acc
   ACT     in, out, F, kind, alpha (alpha at w[i], beta at w[i+1]), group
@@ -144,6 +144,10 @@ def _run_ops(prog, w, st, sc):
             out = sc[o0:o0 + R]
             for j in range(R):
                 out[j] = h[j]
+            if prog[r, 20]:
+                outc = sc[o0 + R:o0 + R + H]
+                for j in range(H):
+                    outc[j] = c[j]
         elif op == OP_GRU:
             I = prog[r, 3]
             H = prog[r, 4]

@@ -12,7 +12,8 @@ from .cells import KERNEL, gru_step, lstm_pointwise, matvec_acc, rnn_pointwise, 
 
 @njit(**KERNEL)
 def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
-    """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R)."""
+    """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R),
+    or (T, B, R + H) to also output the cell state after h."""
     T, B, G = gx.shape
     H = G // 4
     R = w_hh.shape[0]
@@ -38,6 +39,9 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
                 lstm_pointwise(gates, c, h, H, cfg, peep)
             for j in range(R):
                 out[t, b, j] = h[j]
+            if out.shape[2] > R:
+                for j in range(H):
+                    out[t, b, R + j] = c[j]
 
 
 @njit(**KERNEL)
