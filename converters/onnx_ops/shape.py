@@ -1,0 +1,405 @@
+"""Data movement and shape bookkeeping: Reshape, Flatten, Transpose, Squeeze, Unsqueeze,
+Slice, Gather, Concat, Split, Pad, Expand, Shape, Size, ConstantOfShape.
+
+On per-step tensors these only rewrite the index map of the Dyn (onnx_sym); an IR
+`Gather` appears later, only if an op needs the elements in a new order. Selecting the
+last time step (`x[:, -1]`) turns a sequence into a final value (read at the last step).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..onnx_fold import INT_BIG, as_ints, is_sym_array
+from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, Val
+from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, broadcast_axes, concrete, dim_of,
+                        dims_product, drop_time, feature_slice, norm_axis, pad, reshape,
+                        resolve_reshape_target, squeeze, take, transpose, unsqueeze)
+from . import op
+from .common import const_dyn, dims_to_axes, ints, is_val, move, scalar, sym_const, to_dyn
+
+
+def _last_step(ctx, d: Dyn, axis: int, keep: bool, what: str) -> Dyn:
+    out = drop_time(d, axis, keep)
+    if d.kind == "data":
+        if d.readout is not None:
+            raise AxisError(f"{what}: value has no time axis left")
+        out.readout = np.full(ctx.size(d.ref), READ_LAST, np.int64)
+    return out
+
+
+def _is_end(e, dim) -> bool:
+    if isinstance(e, Dim):
+        return e == dim
+    e = int(e)
+    if e >= 2 ** 31 - 1:
+        return True
+    try:
+        return e >= concrete(dim)
+    except SymError:
+        return False
+
+
+def _is_start(s, dim) -> bool:
+    if isinstance(s, Dim):
+        return False
+    s = int(s)
+    if s == 0:
+        return True
+    try:
+        return s <= -concrete(dim)
+    except SymError:
+        return False
+
+
+def _clamp(v) -> int:
+    v = concrete(v)
+    return max(min(int(v), INT_BIG), -INT_BIG)
+
+
+def slice_axis(ctx, d: Dyn, ax: int, s, e, st: int) -> Dyn:
+    if d.is_feature_axis(ax):
+        n = d.fshape[ax]
+        return feature_slice(d, ax, np.arange(*slice(_clamp(s), _clamp(e), int(st)).indices(n)))
+    dim = dim_of(d.axes[ax], d.fshape[ax])
+    if st == 1 and _is_start(s, dim) and _is_end(e, dim):
+        return d
+    if d.axes[ax] == ("T",) and st == 1 and _is_end(e, dim):
+        t0 = HINTS.get("T")
+        if not isinstance(s, Dim) and (int(s) == -1 or (t0 and int(s) == t0 - 1)):
+            if int(s) != -1:
+                ctx.warnings.append(f"Slice [{s}:] on the time axis taken as the last step "
+                                    f"(the file fixes {t0} time steps)")
+            return _last_step(ctx, d, ax, True, "Slice")
+    what = "time" if "T" in d.axes[ax] else "batch"
+    raise AxisError(f"Slice [{s}:{e}:{st}] on the {what} axis {ax} {d.describe()}: only the whole "
+                    "axis or (time) the last step can be selected; other ranges would need future "
+                    "or past steps" + (UNROLLED if what == "time" else ""))
+
+
+UNROLLED = (". A graph that picks single time steps is usually a recurrence unrolled over a fixed "
+            "number of steps (torch.onnx.export(dynamo=True) writes nn.RNN that way, and "
+            "onnxruntime then accepts only that length); export with dynamo=False, which writes "
+            "an ONNX RNN op")
+
+
+@op("Reshape")
+def _reshape(ctx, node, ins, a):
+    x, shape = ins[0], ints(ins[1], "Reshape shape")
+    allow = bool(a.get("allowzero", 0))
+
+    def f(d: Dyn) -> Dyn:
+        try:
+            target = resolve_reshape_target(d.dims(), shape, allow)
+        except SymError:
+            raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
+                            "fit a variable sequence length/batch size (was the model exported with "
+                            "fixed sizes baked in?)") from None
+        return reshape(d, target)
+    return [move(x, f)]
+
+
+@op("Flatten")
+def _flatten(ctx, node, ins, a):
+    axis = int(a.get("axis", 1))
+
+    def f(d: Dyn) -> Dyn:
+        dims = d.dims()
+        k = norm_axis(axis, d.rank + 1) if axis < 0 else axis
+        return reshape(d, [dims_product(dims[:k]), dims_product(dims[k:])])
+    return [move(ins[0], f)]
+
+
+@op("Transpose")
+def _transpose(ctx, node, ins, a):
+    perm = a.get("perm")
+    return [move(ins[0], lambda d: transpose(d, perm))]
+
+
+@op("Squeeze")
+def _squeeze(ctx, node, ins, a):
+    axes = a.get("axes") if ctx.opset < 13 else (ints(ins[1], "Squeeze axes") if len(ins) > 1 and
+                                                  ins[1] is not None else None)
+    return [move(ins[0], lambda d: squeeze(d, axes))]
+
+
+@op("Unsqueeze")
+def _unsqueeze(ctx, node, ins, a):
+    axes = a.get("axes") if ctx.opset < 13 else ints(ins[1], "Unsqueeze axes")
+    return [move(ins[0], lambda d: unsqueeze(d, axes))]
+
+
+@op("Identity", "Dropout")
+def _identity(ctx, node, ins, a):
+    if node.op_type == "Dropout" and len(ins) > 2 and ins[2] is not None:
+        if is_val(ins[2]) or bool(np.asarray(ins[2]).reshape(-1)[0]):
+            raise OnnxConversionError("Dropout in training mode is not supported")
+    if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+        return [ins[0], Val(why="the mask output of Dropout is not supported")]
+    return [ins[0]]
+
+
+@op("Cast", "CastLike")
+def _cast(ctx, node, ins, a):
+    from onnx import helper
+    x = ins[0]
+    if node.op_type == "Cast":
+        to = np.dtype(helper.tensor_dtype_to_np_dtype(int(a["to"])))
+    else:
+        to = np.asarray(ins[1]).dtype if not is_val(ins[1]) else np.dtype(np.float32)
+    if x.data is not None and x.data.kind == "data" and to.kind != "f":
+        raise OnnxConversionError(f"Cast of a per-step value to {to} is not supported")
+    return [x]
+
+
+@op("Slice")
+def _slice(ctx, node, ins, a):
+    if ctx.opset < 10:
+        starts, ends = a["starts"], a["ends"]
+        axes = a.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = ints(ins[1], "Slice starts"), ints(ins[2], "Slice ends")
+        axes = ints(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = ints(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+
+    def f(d: Dyn) -> Dyn:
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            d = slice_axis(ctx, d, norm_axis(ax, d.rank), s, e, int(st))
+        return d
+    return [move(ins[0], f)]
+
+
+@op("Gather")
+def _gather(ctx, node, ins, a):
+    x, ind = ins
+    if is_val(ind):
+        raise OnnxConversionError("Gather with indices computed from the input (an embedding "
+                                  "lookup) is not supported")
+    if is_sym_array(np.asarray(ind)):
+        raise OnnxConversionError("Gather indices depend on the sequence length")
+    ind = np.asarray(ind).astype(np.int64)
+    axis = int(a.get("axis", 0))
+
+    def f(d: Dyn) -> Dyn:
+        ax = norm_axis(axis, d.rank)
+        if d.is_feature_axis(ax):
+            return take(d, ax, ind)
+        if d.axes[ax] == ("T",) and ind.ndim == 0:
+            t0 = HINTS.get("T")
+            if int(ind) == -1 or (t0 and int(ind) == t0 - 1):
+                if int(ind) != -1:
+                    ctx.warnings.append(f"Gather index {int(ind)} on the time axis taken as the last "
+                                        f"step (the file fixes {t0} time steps)")
+                return _last_step(ctx, d, ax, False, "Gather")
+        what = "time" if "T" in d.axes[ax] else "batch"
+        raise AxisError(f"Gather of index {ind.tolist()} on the {what} axis {ax} {d.describe()}: "
+                        "only the last time step can be selected" + (UNROLLED if what == "time" else ""))
+    return [move(x, f)]
+
+
+@op("Concat")
+def _concat(ctx, node, ins, a):
+    axis = int(a["axis"])
+    parts = [x for x in ins if x is not None]
+    # drop empty constants (torch sometimes concatenates a (0,) tensor)
+    parts = [x for x in parts if is_val(x) or np.asarray(x).size > 0]
+    if len(parts) == 1:
+        return [parts[0]]
+    ids = None
+    if all(is_val(x) and x.ids is not None for x in parts):
+        try:
+            ds = [x.ids for x in parts]
+            ax = norm_axis(axis, ds[0].rank)
+            ids = _concat_idx(ds, ax, [np.zeros(1, np.int64)] * len(ds), ds[0])
+        except (AxisError, SymError):
+            ids = None
+    try:
+        data = concat_data(ctx, node, [to_dyn(x) for x in parts], axis)
+        return [Val(data, ids)]
+    except (AxisError, SymError, OnnxConversionError) as e:
+        return [Val(None, ids, str(e), err=e)]
+
+
+def _concat_idx(ds: list[Dyn], ax: int, offsets, proto: Dyn) -> Dyn:
+    for d in ds:
+        if d.rank != proto.rank:
+            raise AxisError("Concat of tensors of different rank")
+        if not d.is_feature_axis(ax):
+            raise AxisError(f"Concat along axis {ax} {d.describe()}, which holds time/batch")
+        for k in range(d.rank):
+            if k != ax and (d.axes[k] != proto.axes[k] or d.fshape[k] != proto.fshape[k]):
+                raise AxisError(f"Concat of {d.describe()} and {proto.describe()}")
+    idx = np.concatenate([np.where(d.idx >= 0, d.idx + off, -1) for d, off in zip(ds, offsets)], axis=ax)
+    axes = list(proto.axes)
+    axes[ax] = ("F",) if idx.shape[ax] > 1 else ()
+    return proto.with_(idx, axes)
+
+
+def concat_data(ctx, node, ds: list[Dyn], axis: int) -> Dyn:
+    ax = norm_axis(axis, ds[0].rank)
+    if all(d.kind == "const" for d in ds):
+        offs, datas, total = [], [], 0
+        for d in ds:
+            offs.append(total)
+            datas.append(d.ref)
+            total += d.ref.size
+        out = _concat_idx(ds, ax, offs, ds[0])
+        out.ref = np.concatenate(datas)
+        return out
+    seq = any(d.kind == "data" and d.readout is None for d in ds)
+    conv = []
+    for d in ds:
+        if d.kind == "const":
+            m = ctx.as_data(d)
+            m.readout = None if seq else np.zeros(ctx.size(m.ref), np.int64)
+            conv.append(m)
+        else:
+            if seq and d.readout is not None:
+                if np.any(d.readout != READ_ANY):
+                    raise AxisError("Concat of per-step values with a final-state value")
+                d = Dyn(d.kind, d.ref, d.idx, d.axes, None)
+            conv.append(d)
+    values: list[str] = []
+    offs = []
+    for d in conv:
+        if d.ref not in values:
+            values.append(d.ref)
+    starts, total = {}, 0
+    for v in values:
+        starts[v] = total
+        total += ctx.size(v)
+    offs = [starts[d.ref] for d in conv]
+    out = _concat_idx(conv, ax, offs, conv[0])
+    if len(values) > 1:
+        out.ref = ctx.emit("Concat", node.name or "concat", values,
+                           {"sizes": [ctx.size(v) for v in values]})
+    else:
+        out.ref = values[0]
+    if not seq:
+        by_value = {d.ref: d.readout for d in conv}
+        out.readout = np.concatenate([by_value[v] for v in values])
+    else:
+        out.readout = None
+    out.kind = "data"
+    return out
+
+
+@op("Split")
+def _split(ctx, node, ins, a):
+    axis = int(a.get("axis", 0))
+    n_out = len(node.output)
+    if ctx.opset < 13:
+        split = a.get("split")
+    else:
+        split = ints(ins[1], "Split sizes") if len(ins) > 1 and ins[1] is not None else None
+
+    def sizes_for(n: int) -> list[int]:
+        if split is not None:
+            return [int(s) for s in split]
+        k = -(-n // n_out)  # opset 18 num_outputs: ceil-sized chunks, last one smaller
+        return [min(k, n - i * k) for i in range(n_out)]
+
+    outs = []
+    for i in range(n_out):
+        def f(d: Dyn, i=i) -> Dyn:
+            ax = norm_axis(axis, d.rank)
+            if not d.is_feature_axis(ax):
+                raise AxisError(f"Split along axis {ax} {d.describe()}, which holds time/batch")
+            sz = sizes_for(d.fshape[ax])
+            start = sum(sz[:i])
+            return feature_slice(d, ax, np.arange(start, start + sz[i]))
+        outs.append(move(ins[0], f))
+    return outs
+
+
+@op("Pad")
+def _pad(ctx, node, ins, a):
+    mode = a.get("mode", "constant")
+    if ctx.opset < 11:
+        pads, value, axes = a["pads"], float(a.get("value", 0.0)), None
+    else:
+        pads = ints(ins[1], "Pad pads")
+        value = scalar(ins[2], "Pad value") if len(ins) > 2 and ins[2] is not None else 0.0
+        axes = ints(ins[3], "Pad axes") if len(ins) > 3 and ins[3] is not None else None
+    x = ins[0]
+
+    def f(d: Dyn) -> Dyn:
+        ax = list(range(d.rank)) if axes is None else [norm_axis(k, d.rank) for k in axes]
+        begin, end = [0] * d.rank, [0] * d.rank
+        for j, k in enumerate(ax):
+            begin[k], end[k] = int(pads[j]), int(pads[j + len(ax)])
+        return pad(d, begin, end, mode)
+    out = move(x, f)
+    if mode == "constant" and value != 0.0 and out.data is not None:
+        d = out.data
+        if d.kind != "data":
+            raise OnnxConversionError("Pad of a constant with a non-zero value")
+        m = ctx.mat(d)
+        shift = np.where(d.idx.reshape(-1) < 0, value, 0.0).astype(np.float32)
+        v = ctx.emit("Scale", node.name or "pad", [m.ref], {"size": int(shift.size)}, {"shift": shift})
+        out = Val(Dyn("data", v, m.idx, m.axes, m.readout), None)
+    return [out]
+
+
+@op("Shape")
+def _shape(ctx, node, ins, a):
+    x = ins[0]
+    if is_val(x):
+        d = x.data if x.data is not None else x.ids
+        if d is None:
+            x.need()
+        dims = d.dims()
+    else:
+        dims = list(np.asarray(x).shape)
+    start, end = a.get("start", 0), a.get("end", None)
+    dims = dims[slice(start, end)]
+    arr = np.empty(len(dims), dtype=object)
+    for i, v in enumerate(dims):
+        arr[i] = v
+    if not any(isinstance(v, Dim) for v in dims):
+        arr = np.array([int(v) for v in dims], dtype=np.int64)
+    return [arr]
+
+
+@op("Size")
+def _size(ctx, node, ins, a):
+    out = _shape(ctx, node, ins, {})[0]
+    p = dims_product(list(out))
+    if isinstance(p, Dim):
+        arr = np.empty((), dtype=object)
+        arr[()] = p
+        return [arr]
+    return [np.array(int(p), np.int64)]
+
+
+@op("ConstantOfShape")
+def _constant_of_shape(ctx, node, ins, a):
+    from ..onnx_fold import tensor_to_array
+    value = tensor_to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+    dims = as_ints(ins[0])
+    if not any(isinstance(d, Dim) for d in dims):
+        return [np.full([int(d) for d in dims], value.reshape(-1)[0], dtype=value.dtype)]
+    return [Val(sym_const(value, dims))]
+
+
+@op("Expand")
+def _expand(ctx, node, ins, a):
+    x, shape = ins
+    dims = ints(shape, "Expand shape")
+    if not is_val(x) and not any(isinstance(d, Dim) for d in dims):
+        arr = np.asarray(x)
+        return [arr * np.ones([int(d) for d in dims], dtype=arr.dtype)]
+    t_axes, t_fs = dims_to_axes(dims)
+
+    def f(d: Dyn) -> Dyn:
+        axes, fs = broadcast_axes(d.axes, d.fshape, t_axes, t_fs)
+        idx = np.broadcast_to(d.idx.reshape((1,) * (len(fs) - d.rank) + d.fshape), fs)
+        out = d.with_(np.ascontiguousarray(idx), axes)
+        if d.kind == "data" and d.readout is not None and any("T" in t for t in axes):
+            if np.any(d.readout != READ_ANY):
+                raise AxisError("Expand of a final-state value over time")
+            out.readout = None
+        return out
+    if not is_val(x):
+        x = Val(const_dyn(x))
+    return [move(x, f)]

@@ -1,0 +1,284 @@
+"""Numerical verification of a converted file against onnxruntime on the source graph.
+
+The converter stores in the file's provenance (`onnx`) how the ONNX inputs and outputs map
+onto our per-step vectors: for each ONNX axis its tokens (T time, B batch, F features) and
+feature size, and for outputs without a time axis (final states, `x[:, -1]`) the time step
+at which each element is read (0 any, 1 last, 2 lengths-1, 3 first). Verification feeds
+random inputs to both, whole sequence (`run`, with random sequence lengths when the graph
+takes them) and streamed chunk by chunk with state carried, and reports max abs/rel error
+per output; states paired with inputs are compared after streaming via `get_state()`.
+
+onnxruntime rejects `layout=1` on LSTM/GRU/RNN; such graphs are rewritten to the
+equivalent `layout=0` graph (Transposes around the node) before onnxruntime runs them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .report import VerifyReport
+
+READ_ROWS = {0: "last", 1: "last", 2: "len", 3: "first"}
+
+
+def to_layout0(model):
+    """A copy of `model` with every layout=1 LSTM/GRU/RNN rewritten as layout=0 + Transposes."""
+    import onnx
+    from onnx import helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    nodes = []
+    changed = False
+    for n in m.graph.node:
+        lay = [a for a in n.attribute if a.name == "layout"]
+        if n.op_type not in ("LSTM", "GRU", "RNN") or not lay or lay[0].i == 0:
+            nodes.append(n)
+            continue
+        changed = True
+        base = (n.name or n.op_type) + "__l0"
+        ins = list(n.input)
+        pre = []
+        ins[0] = _tr(pre, ins[0], [1, 0, 2], base + "_x")
+        for k in (5, 6):
+            if len(ins) > k and ins[k]:
+                ins[k] = _tr(pre, ins[k], [1, 0, 2], base + f"_s{k}")
+        outs = list(n.output)
+        post = []
+        new_outs = []
+        for k, o in enumerate(outs):
+            if not o:
+                new_outs.append("")
+                continue
+            tmp = f"{base}_o{k}"
+            new_outs.append(tmp)
+            post.append(helper.make_node("Transpose", [tmp], [o], perm=[2, 0, 1, 3] if k == 0 else [1, 0, 2],
+                                         name=f"{base}_post{k}"))
+        attrs = [a for a in n.attribute if a.name != "layout"]
+        nn = helper.make_node(n.op_type, ins, new_outs, name=n.name)
+        nn.attribute.extend(attrs)
+        nodes += pre + [nn] + post
+    if not changed:
+        return model
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    return m
+
+
+def _tr(nodes: list, x: str, perm, name: str) -> str:
+    from onnx import helper
+    nodes.append(helper.make_node("Transpose", [x], [name], perm=perm, name=name + "_t"))
+    return name
+
+
+def _session(model):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(to_layout0(model).SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def _shape(dims: list, T: int, B: int) -> list[int]:
+    return [T if d == "T" else B if d == "B" else int(d) for d in dims]
+
+
+def _to_ours(X: np.ndarray, dims: list) -> np.ndarray:
+    """ONNX data input -> (B, T, I)."""
+    t = dims.index("T")
+    b = dims.index("B") if "B" in dims else None
+    others = [k for k in range(X.ndim) if k not in (t, b)]
+    if b is None:
+        X = X[None]
+        t, others = t + 1, [k + 1 for k in others]
+        b = 0
+    Y = X.transpose([b, t] + others)
+    return np.ascontiguousarray(Y.reshape(Y.shape[0], Y.shape[1], -1), dtype=np.float32)
+
+
+def _from_ours(Xo: np.ndarray, dims: list) -> np.ndarray:
+    """(T, I) or (B, T, I) in the engine's layout -> the ONNX data input's layout."""
+    Xo = np.asarray(Xo, np.float32)
+    if Xo.ndim == 2:
+        Xo = Xo[None]
+    B, T = Xo.shape[:2]
+    fdims = [int(d) for d in dims if d not in ("T", "B")]
+    if "B" not in dims and B != 1:
+        raise ValueError(f"the ONNX input {dims} has no batch axis; give (T, I) inputs")
+    arr = Xo.reshape([B, T] + fdims)
+    src, k = [], 2
+    for d in dims:
+        if d == "B":
+            src.append(0)
+        elif d == "T":
+            src.append(1)
+        else:
+            src.append(k)
+            k += 1
+    if "B" not in dims:
+        arr = arr[0]
+        src = [i - 1 for i in src]
+    return np.ascontiguousarray(arr.transpose(src))
+
+
+def _place(arr: np.ndarray, axes: list, fshape: list, has_t: bool) -> np.ndarray:
+    """arr (B, [T,] *fshape) -> the ONNX tensor laid out by `axes` tokens."""
+    lead = 2 if has_t else 1
+    sizes = list(arr.shape[:lead])
+    arr = arr.reshape(sizes + list(fshape))
+    order, out_shape = [], []
+    for k, toks in enumerate(axes):
+        n = 1
+        for tok in toks:
+            src = 0 if tok == "B" else (1 if tok == "T" else lead + k)
+            order.append(src)
+            n *= arr.shape[src]
+        out_shape.append(n)
+    rest = [i for i in range(arr.ndim) if i not in order]
+    return arr.transpose(order + rest).reshape(out_shape)
+
+
+def reconstruct(Y: np.ndarray, entry: dict, lens: np.ndarray) -> np.ndarray:
+    """Our output Y (B, T, n) for one ONNX output -> the ONNX tensor."""
+    if entry["readout"] is None:
+        return _place(Y, entry["axes"], entry["fshape"], True)
+    codes = np.asarray(entry["readout"])
+    B, T, n = Y.shape
+    rows = np.empty((B, n), np.int64)
+    for code in np.unique(codes):
+        sel = codes == code
+        if code == 3:
+            rows[:, sel] = 0
+        elif code == 2:
+            rows[:, sel] = (np.maximum(lens, 1) - 1)[:, None]
+        else:
+            rows[:, sel] = T - 1
+    final = np.take_along_axis(Y, rows[:, None, :], axis=1)[:, 0, :]
+    return _place(final, entry["axes"], entry["fshape"], False)
+
+
+def _err(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    if a.shape != ref.shape:
+        raise AssertionError(f"shape {a.shape} vs onnxruntime {ref.shape}")
+    if a.size == 0:
+        return 0.0, 0.0
+    d = float(np.max(np.abs(a - ref)))
+    return d, d / max(float(np.max(np.abs(ref))), 1e-12)
+
+
+def _feeds(meta, model, X, T, B, lens, fix):
+    from .onnx_import import parse_fix_value
+    feeds = {}
+    fix = dict(fix or {})
+    for inp in meta["inputs"]:
+        name, dt = inp["name"], np.dtype(inp["dtype"])
+        if name == meta["data_input"]:
+            feeds[name] = X.astype(dt)
+        elif name == meta.get("lengths_input"):
+            feeds[name] = lens.astype(dt)
+        elif name in fix:
+            feeds[name] = np.asarray(parse_fix_value(fix[name])).astype(dt)
+        elif name in meta.get("fixed", {}):
+            f = meta["fixed"][name]
+            feeds[name] = np.asarray(f["value"], dtype=f["dtype"]).reshape(f["shape"]).astype(dt)
+        else:
+            feeds[name] = np.zeros(_shape(inp["dims"], T, B), dt)
+    for name, v in list(feeds.items()):
+        want = next(i for i in meta["inputs"] if i["name"] == name)["dims"]
+        if v.ndim < len(want) and v.size == 1:
+            feeds[name] = np.full(_shape(want, T, B), v.reshape(-1)[0], v.dtype)
+    return feeds
+
+
+def _state_value(states: list[dict], entry: dict) -> np.ndarray:
+    """Paired state output rebuilt from get_state() of each batch entry's stream."""
+    per_b = []
+    for st in states:
+        per_b.append(np.array([st[name][j] for name, j in entry["elements"]], np.float32))
+    arr = np.stack(per_b).reshape([len(states)] + entry["fshape"])
+    return _place(arr, entry["axes"], entry["fshape"], False)
+
+
+def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int | None = None,
+                 B: int | None = None, seed: int = 0, tolerance: float = 1e-4,
+                 chunks=(1, 2, 5)) -> VerifyReport:
+    meta = m.provenance.get("onnx")
+    if not meta:
+        raise ValueError("this .lstm file carries no ONNX mapping (was it converted from ONNX by "
+                         "lstm-infer?)")
+    rep = VerifyReport(source=source, tolerance=tolerance)
+    rng = np.random.default_rng(seed)
+    dims = next(i for i in meta["inputs"] if i["name"] == meta["data_input"])["dims"]
+    hints = meta.get("hints", {})
+    T = int(hints.get("T") or T or 7)
+    B = int(hints.get("B") or B or 3) if "B" in dims else 1
+    sess = _session(model)
+    onames = [o.name for o in sess.get_outputs()]
+    xs = [rng.standard_normal(_shape(dims, T, B)).astype(np.float32)]
+    if inputs is not None:
+        # inputs are in the engine's layout, (T, I) or (B, T, I), as `lstm-infer verify --input`
+        given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        xs += [_from_ours(x, dims) for x in given]
+    has_len = meta.get("lengths_input") is not None
+    for X in xs:
+        Tx = X.shape[dims.index("T")]
+        Bx = X.shape[dims.index("B")] if "B" in dims else 1
+        full = np.full(Bx, Tx, np.int64)
+        lens = full
+        if has_len:
+            lens = rng.integers(1, Tx + 1, size=Bx)
+            lens[0] = Tx
+        ref = dict(zip(onames, sess.run(None, _feeds(meta, model, X, Tx, Bx, lens, fix))))
+        Xo = _to_ours(X, dims)
+        y = m.run(Xo, lengths=lens if has_len else None)
+        ys = y if isinstance(y, dict) else {meta["outputs"][0]["name"]: y}
+        for entry in meta["outputs"]:
+            got = reconstruct(ys[entry["name"]], entry, lens)
+            a, r = _err(got, ref[entry["name"]])
+            rep.run_max_abs[entry["name"]] = max(a, rep.run_max_abs.get(entry["name"], 0.0))
+            rep.run_max_rel[entry["name"]] = max(r, rep.run_max_rel.get(entry["name"], 0.0))
+        if not m.streamable:
+            rep.streamed = False
+            continue
+        if has_len:
+            ref = dict(zip(onames, sess.run(None, _feeds(meta, model, X, Tx, Bx, full, fix))))
+        outs, states = [], []
+        for b in range(Xo.shape[0]):
+            s = m.stream()
+            parts, t = [], 0
+            k = 0
+            while t < Tx:
+                n = chunks[k % len(chunks)]
+                parts.append(s.step_many(Xo[b, t:t + n]))
+                t += n
+                k += 1
+            if isinstance(parts[0], dict):
+                outs.append({kk: np.concatenate([p[kk] for p in parts]) for kk in parts[0]})
+            else:
+                outs.append(np.concatenate(parts))
+            states.append(s.get_state())
+        for entry in meta["outputs"]:
+            key = entry["name"]
+            Y = np.stack([o[key] if isinstance(o, dict) else o for o in outs])
+            got = reconstruct(Y, entry, full)
+            a, r = _err(got, ref[entry["name"]])
+            rep.stream_max_abs[entry["name"]] = max(a, rep.stream_max_abs.get(entry["name"], 0.0))
+            rep.stream_max_rel[entry["name"]] = max(r, rep.stream_max_rel.get(entry["name"], 0.0))
+        for entry in meta.get("state", []):
+            got = _state_value(states, entry)
+            want = ref[entry["output"]]
+            try:
+                got = got.reshape(want.shape) if got.size == want.size else got
+            except ValueError:
+                pass
+            a, r = _err(got, want)
+            name = f"{entry['output']} (state)"
+            rep.stream_max_abs[name] = max(a, rep.stream_max_abs.get(name, 0.0))
+            rep.stream_max_rel[name] = max(r, rep.stream_max_rel.get(name, 0.0))
+    for entry in meta.get("state", []):
+        name = f"{entry['output']} (state)"
+        if name in rep.stream_max_abs:
+            rep.notes.append(f"final state {entry['output']!r} (paired with input {entry['input']!r}) "
+                             f"after streaming: max abs {rep.stream_max_abs[name]:.3g} "
+                             f"rel {rep.stream_max_rel[name]:.3g}")
+    return rep
