@@ -1401,10 +1401,9 @@ def _emit(an: _Analysis, path, source: str | None, extra: dict) -> None:
 # entry points
 # --------------------------------------------------------------------------------------
 def _check_dtype(dtype: str) -> None:
-    if dtype in ("fp16", "int8"):
-        raise ValueError(f"dtype {dtype!r} is not available yet for PyTorch import; use 'fp32'")
-    if dtype != "fp32":
-        raise ValueError(f"dtype must be 'fp32' (fp16/int8 are planned), got {dtype!r}")
+    if dtype != "fp32":  # converters.convert_torch/convert_file compress after this (fp16, int8)
+        raise ValueError(f"this importer writes fp32; use converters.convert_torch or "
+                         f"convert_file for dtype {dtype!r}")
 
 
 def _split_options(options: dict) -> tuple[dict, list[str]]:
@@ -1526,7 +1525,7 @@ def convert_torch(module, path, example_input=None, dtype: str = "fp32", verify:
 
     Options: `outputs` (indices into the model's flattened outputs to keep), and for
     verification `lengths` (sequence lengths), `seed`, `tolerance` (default 1e-4).
-    `dtype` must be "fp32" for now. With `verify=True` (default) the written file is run
+    `dtype` must be "fp32" here (converters.convert_torch compresses to fp16/int8). With `verify=True` (default) the written file is run
     against torch on random inputs, whole sequences and streamed in chunks, and the report
     carries the errors. Unsupported ops raise `converters.ConversionError` naming the op
     and module.

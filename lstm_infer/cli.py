@@ -119,10 +119,43 @@ def _converters():
     return converters
 
 
+def _list_ops(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        from converters.onnx_import import CONSTANT_ONLY_OPS, SUPPORTED_OPS
+    except ImportError as e:
+        raise _missing_extra(e, "model.onnx") from e
+    click.echo("ONNX ops supported by `lstm-infer convert`:")
+    click.echo("  " + " ".join(SUPPORTED_OPS))
+    click.echo("Only when all their inputs are constants (folded at conversion):")
+    click.echo("  " + " ".join(CONSTANT_ONLY_OPS))
+    ctx.exit(0)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise click.BadParameter(f"{v!r}: expected NAME=VALUE", param_hint=what)
+        out.append((name, rest))
+    return out
+
+
 @cli.command()
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The .lstm file to write.")
+@click.option("--list-ops", is_flag=True, is_eager=True, expose_value=False, callback=_list_ops,
+              help="Print the ONNX ops the converter supports and exit.")
+@click.option("--state", "state", multiple=True, metavar="IN=OUT",
+              help="ONNX: keep the recurrent state that graph input IN receives and output OUT "
+                   "returns inside the engine (pairs like initial_h/Y_h are found automatically). "
+                   "Repeatable.")
+@click.option("--fix", "fix", multiple=True, metavar="NAME=VALUE",
+              help="ONNX: bind graph input NAME to a constant: a number, a JSON list, or a .npy "
+                   "file. Repeatable.")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Weight storage type in the written file.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
@@ -132,7 +165,8 @@ def _converters():
 @click.option("--rnn-nonlinearity", type=click.Choice(["tanh", "relu"]), default=None,
               help="For state_dict files holding an nn.RNN: its nonlinearity, which a "
                    "state_dict does not record (the importer's default is tanh).")
-def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str | None) -> None:
+def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str | None,
+            state: tuple[str, ...], fix: tuple[str, ...]) -> None:
     """Convert SRC to the compact .lstm format.
 
     SRC is an ONNX model (.onnx), a torch.export program (.pt2), or a PyTorch state_dict
@@ -140,9 +174,15 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
     `pip install 'lstm-infer[torch]'`, ONNX sources `pip install 'lstm-infer[onnx]'`.
     """
     converters = _converters()
-    options = {}
+    options: dict = {}
     if rnn_nonlinearity is not None:
         options["rnn_nonlinearity"] = rnn_nonlinearity
+    if (state or fix) and not src.lower().endswith(".onnx"):
+        raise click.UsageError("--state and --fix apply to ONNX sources only")
+    if state:
+        options["state"] = _pairs(state, "--state")
+    if fix:
+        options["fix"] = dict(_pairs(fix, "--fix"))
     try:
         report = converters.convert_file(src, out, dtype=dtype, verify=verify, **options)
     except ImportError as e:
@@ -659,7 +699,8 @@ def _every_op_models(directory: str) -> list[str]:
     # Reverse-direction layers only run whole sequences (run()).
     b = GraphBuilder("x", I)
     f = b.add("LSTM", "fwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
-                                     "reverse": False}, {"W_ih": u(I, 16), "W_hh": u(4, 16)})
+                                     "reverse": False, "output_cell": True},
+              {"W_ih": u(I, 16), "W_hh": u(4, 16)})
     lr = b.add("LSTM", "bwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
                                       "reverse": True}, {"W_ih": u(I, 16), "W_hh": u(4, 16),
                                                          "bias": u(16)})
@@ -669,9 +710,14 @@ def _every_op_models(directory: str) -> list[str]:
     rr = b.add("RNN", "rnn_bwd", ["x"], {"input_size": I, "hidden_size": 4, "reverse": True,
                                          "nonlinearity": "relu"},
                {"W_ih": u(I, 4), "W_hh": u(4, 4), "bias": u(4)})
-    b.output(b.add("Concat", "bi", [f, lr, gr, rr], {"sizes": [4, 4, 4, 4]}))
+    fs = b.add("FirstStep", "bwd_final", [lr], {"size": 4})
+    b.output(b.add("Concat", "bi", [f, lr, gr, rr, fs], {"sizes": [8, 4, 4, 4, 4]}))
     paths.append(os.path.join(directory, "bidirectional.lstm"))
     b.save(paths[-1], converter="lstm-infer compile")
+    # int8 weights (the same kernels take another branch; run() goes through step programs)
+    from .quantize import quantize_file
+    quantize_file(paths[0], os.path.join(directory, "int8.lstm"), "int8")
+    paths.append(os.path.join(directory, "int8.lstm"))
 
     # ONNX cell semantics (gate activations, clip, coupled gates, peepholes) and the
     # per-step ops converters emit for ONNX graphs.
