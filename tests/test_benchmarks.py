@@ -1,0 +1,65 @@
+"""Smoke test of the benchmark suite: its smallest configuration, a couple of calls of each
+in-process section, no timing assertions (performance lives in benchmarks/, not in tests).
+Runs in a few seconds (the start-up section, which spawns processes, is left out)."""
+import json
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import report  # noqa: E402
+from benchmarks.run import SECTIONS, run_suite, smoke_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_suite(smoke_config(), log=lambda *a: None)
+
+
+def test_agreement_checked_and_passed(result):
+    ag = result["agreement"]
+    assert ag["passed"] is True
+    sections = {c["section"] for c in ag["checks"]}
+    assert sections == {"per_step", "chunk", "throughput", "streams"}
+    for c in ag["checks"]:
+        assert c["max_abs_diff"] < ag["tolerance"]
+        assert len(c["engines"]) >= 3
+
+
+def test_result_structure(result):
+    env = result["meta"]["environment"]
+    assert env["cpu_model"] and env["versions"]["torch"] and env["versions"]["onnxruntime"]
+    assert env["threads"]["torch"]["num_threads"] == 1
+    assert env["threads"]["onnxruntime"]["intra_op_num_threads"] == 1
+    secs = result["sections"]
+    assert set(secs) == set(SECTIONS) - {"startup"}
+    for name in ("per_step", "chunk", "throughput", "streams"):
+        rows = secs[name]["rows"]
+        assert rows
+        for row in rows:
+            assert set(row["stats"]) == set(secs[name]["engines"])
+            for e, s in row["stats"].items():
+                assert {"median", "p99", "max"} <= set(s) and s["n"] >= 1
+                assert set(row["ratios"][e]) == {"median", "p99", "max"}
+            assert row["ratios"]["lstm-infer"]["median"] == pytest.approx(1.0)
+    assert {r["chunk"] for r in secs["chunk"]["rows"]} == {1, 16}
+    assert {r["streams"] for r in secs["streams"]["rows"]} == {1, 4}
+    for row in secs["accuracy"]["rows"]:
+        assert max(row["max_abs_error"].values()) < 1e-4
+
+
+def test_report_files(result, tmp_path):
+    paths = report.write_all(dict(result), str(tmp_path), "smoke")
+    with open(tmp_path / "smoke.json") as f:
+        assert json.load(f)["agreement"]["passed"] is True
+    md = (tmp_path / "smoke.md").read_text()
+    assert "Per-step latency" in md and "lstm-infer" in md and "x" in md
+    assert str(tmp_path / "smoke.md") in paths
