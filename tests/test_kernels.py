@@ -195,3 +195,24 @@ def test_step_out_parameter_and_multiple_outputs(tmp_path):
     out = np.empty(6, np.float32)
     assert s.step(X[0], out=out) is out
     assert np.array_equal(out[:3], r0[y1])
+
+
+@pytest.mark.parametrize("op,kw", [("LSTM", {}), ("LSTM", {"proj": 3}), ("LSTM", {"bias": False}),
+                                   ("GRU", {}), ("GRU", {"lbr": False}), ("RNN", {}),
+                                   ("RNN", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("n", [1, 3, 9])
+def test_pool_and_batched_run_are_bit_identical_per_stream(tmp_path, op, kw, n):
+    """streams(n) and run() on a batch share weight loads across streams (matmat_acc); each
+    stream's arithmetic must stay exactly that of a lone stream / a lone sequence."""
+    stacked(tmp_path / "m.lstm", op, 5, 7, layers=2, **kw)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = _x(25, 5, B=n)
+    pool = m.streams(n)
+    lone = [m.stream() for _ in range(n)]
+    for t in range(25):
+        Y = pool.step(X[:, t])
+        for i in range(n):
+            assert np.array_equal(Y[i], lone[i].step(X[i, t]))
+    R = m.run(X)
+    for i in range(n):
+        assert np.array_equal(R[i], m.run(X[i]))

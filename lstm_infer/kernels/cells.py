@@ -119,6 +119,60 @@ def matvec_cols(out, x, w, w_off, rows, stride, c0, n):
 
 
 @njit(**KERNEL)
+def matmat_acc(out, o_off, x, x_off, w, w_off, rows, cols):
+    """out[b, o_off + j] += sum_k x[b, x_off + k] * W[k, j] for every row b: several vectors
+    times one float32 matrix W (rows, cols) at w[w_off:].
+
+    Four vectors share each weight load (4-5x less weight traffic than one mat-vec per
+    vector; 2-4x faster measured), and each vector's sums are formed in exactly
+    matvec_cols's order, so the result is bit-identical to calling it row by row."""
+    nb = x.shape[0]
+    b = 0
+    while b + 4 <= nb:
+        o0 = out[b, o_off:o_off + cols]
+        o1 = out[b + 1, o_off:o_off + cols]
+        o2 = out[b + 2, o_off:o_off + cols]
+        o3 = out[b + 3, o_off:o_off + cols]
+        k = 0
+        while k + 4 <= rows:
+            b0 = w_off + k * cols
+            r0 = w[b0:b0 + cols]
+            r1 = w[b0 + cols:b0 + 2 * cols]
+            r2 = w[b0 + 2 * cols:b0 + 3 * cols]
+            r3 = w[b0 + 3 * cols:b0 + 4 * cols]
+            xk = x_off + k
+            a0, a1, a2, a3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
+            c0, c1, c2, c3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
+            d0, d1, d2, d3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
+            e0, e1, e2, e3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
+            for j in range(cols):
+                p = r0[j]
+                q = r1[j]
+                s = r2[j]
+                t = r3[j]
+                o0[j] += a0 * p + a1 * q + a2 * s + a3 * t
+                o1[j] += c0 * p + c1 * q + c2 * s + c3 * t
+                o2[j] += d0 * p + d1 * q + d2 * s + d3 * t
+                o3[j] += e0 * p + e1 * q + e2 * s + e3 * t
+            k += 4
+        while k < rows:
+            r0 = w[w_off + k * cols:w_off + (k + 1) * cols]
+            xk = x_off + k
+            a0, c0, d0, e0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
+            for j in range(cols):
+                p = r0[j]
+                o0[j] += a0 * p
+                o1[j] += c0 * p
+                o2[j] += d0 * p
+                o3[j] += e0 * p
+            k += 1
+        b += 4
+    while b < nb:
+        matvec_cols(out[b, o_off:o_off + cols], x[b, x_off:x_off + rows], w, w_off, rows, cols, 0, cols)
+        b += 1
+
+
+@njit(**KERNEL)
 def matvec_q8(out, x, w, q_off, s_off, rows, stride, c0, n, acc):
     """Like matvec_cols for an int8 matrix Q (bytes at q_off in w viewed as int8) with
     per-column scales s (floats at w[s_off:]): out[j] += s[c0+j] * sum_k x[k] * Q[k, c0+j].

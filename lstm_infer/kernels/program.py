@@ -33,8 +33,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .cells import (KERNEL, CFG_SIZE, activation, gru_step, layernorm, lstm_pointwise, mv,
-                    rnn_pointwise, set_bias)
+from .cells import (KERNEL, CFG_SIZE, activation, gru_pointwise, gru_step, layernorm,
+                    lstm_pointwise, matmat_acc, mv, rnn_pointwise, set_bias)
 
 PROG_WIDTH = 24
 (OP_LINEAR, OP_LSTM, OP_GRU, OP_RNN, OP_ACT, OP_LNORM, OP_COPY, OP_BINARY, OP_SCALE,
@@ -104,9 +104,15 @@ def _reduce(x, out, kind, outer, axis, inner):
 @njit(**KERNEL)
 def _run_ops(prog, w, st, sc):
     """Run every op once for one stream: st, sc are that stream's state and scratch rows."""
-    n_ops = prog[0, 0]
+    for r in range(1, prog[0, 0] + 1):
+        _run_op(prog, r, w, st, sc)
+
+
+@njit(**KERNEL)
+def _run_op(prog, r, w, st, sc):
+    """Op r of the program for one stream."""
     empty = w[0:0]
-    for r in range(1, n_ops + 1):
+    if True:
         op = prog[r, 0]
         i0 = prog[r, 1]
         o0 = prog[r, 2]
@@ -255,8 +261,94 @@ def step_one(prog, w, mem, x, y, check_finite):
 
 
 @njit(**KERNEL)
+def _run_op_streams(prog, r, w, mem, S):
+    """Op r for every stream (row of mem). Float Linear/LSTM/RNN and reset-after GRU do their
+    mat-vecs for all streams at once (matmat_acc: each weight read once per four streams,
+    bit-identical per stream); everything else runs stream by stream."""
+    n = mem.shape[0]
+    op = prog[r, 0]
+    i0 = S + prog[r, 1]
+    o0 = S + prog[r, 2]
+    if op == OP_LINEAR and prog[r, 7] < 0:
+        I = prog[r, 3]
+        O = prog[r, 4]
+        for b in range(n):
+            set_bias(mem[b, o0:o0 + O], w, prog[r, 6], O)
+        matmat_acc(mem, o0, mem, i0, w, prog[r, 5], I, O)
+        return
+    if op == OP_LSTM and prog[r, 16] < 0 and prog[r, 17] < 0 and prog[r, 18] < 0:
+        I = prog[r, 3]
+        H = prog[r, 4]
+        P = prog[r, 5]
+        R = P if P > 0 else H
+        g0 = S + prog[r, 12]
+        h0 = prog[r, 10]
+        c0 = prog[r, 11]
+        cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
+        p0 = prog[r, 15]
+        peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
+        for b in range(n):
+            set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, 8], 4 * H)
+        matmat_acc(mem, g0, mem, i0, w, prog[r, 6], I, 4 * H)
+        matmat_acc(mem, g0, mem, h0, w, prog[r, 7], R, 4 * H)
+        hf0 = S + prog[r, 13]
+        for b in range(n):
+            row = mem[b]
+            if P > 0:
+                lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[hf0:hf0 + H], H, cfg, peep)
+                set_bias(row[h0:h0 + P], w, -1, P)
+            else:
+                lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[h0:h0 + H], H, cfg, peep)
+        if P > 0:
+            matmat_acc(mem, h0, mem, hf0, w, prog[r, 9], H, P)
+        for b in range(n):
+            row = mem[b]
+            for j in range(R):
+                row[o0 + j] = row[h0 + j]
+            if prog[r, 20]:
+                for j in range(H):
+                    row[o0 + R + j] = row[c0 + j]
+        return
+    if op == OP_RNN and prog[r, 11] < 0 and prog[r, 12] < 0:
+        I = prog[r, 3]
+        H = prog[r, 4]
+        h0 = prog[r, 9]
+        cfg = w[prog[r, 10]:prog[r, 10] + CFG_SIZE]
+        for b in range(n):
+            set_bias(mem[b, o0:o0 + H], w, prog[r, 8], H)
+        matmat_acc(mem, o0, mem, i0, w, prog[r, 6], I, H)
+        matmat_acc(mem, o0, mem, h0, w, prog[r, 7], H, H)
+        for b in range(n):
+            row = mem[b]
+            rnn_pointwise(row[o0:o0 + H], row[h0:h0 + H], row[o0:o0 + H], H, cfg)
+        return
+    if op == OP_GRU and prog[r, 5] and prog[r, 15] < 0 and prog[r, 16] < 0:
+        I = prog[r, 3]
+        H = prog[r, 4]
+        gx0 = S + prog[r, 11]
+        gh0 = S + prog[r, 12]
+        h0 = prog[r, 10]
+        cfg = w[prog[r, 14]:prog[r, 14] + CFG_SIZE]
+        for b in range(n):
+            set_bias(mem[b, gx0:gx0 + 3 * H], w, prog[r, 8], 3 * H)
+            set_bias(mem[b, gh0:gh0 + 3 * H], w, prog[r, 9], 3 * H)
+        matmat_acc(mem, gx0, mem, i0, w, prog[r, 6], I, 3 * H)
+        matmat_acc(mem, gh0, mem, h0, w, prog[r, 7], H, 3 * H)
+        for b in range(n):
+            row = mem[b]
+            gru_pointwise(row[gx0:gx0 + 3 * H], row[gh0:gh0 + 3 * H], row[h0:h0 + H], H, 1, cfg)
+            for j in range(H):
+                row[o0 + j] = row[h0 + j]
+        return
+    for b in range(n):
+        row = mem[b]
+        _run_op(prog, r, w, row[:S], row[S:])
+
+
+@njit(**KERNEL)
 def step_streams(prog, w, mem, x, y, check_finite):
-    """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input."""
+    """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input.
+    Op by op over all streams, so weights are shared between streams while in cache."""
     if check_finite and not _all_finite(x):
         return 1
     in0 = prog[0, 1]
@@ -264,15 +356,16 @@ def step_streams(prog, w, mem, x, y, check_finite):
     out0 = prog[0, 3]
     O = prog[0, 4]
     S = prog[0, 5]
-    for b in range(x.shape[0]):
-        row = mem[b]
-        sc = row[S:]
-        xin = sc[in0:in0 + I]
+    n = x.shape[0]
+    for b in range(n):
+        xin = mem[b, S + in0:S + in0 + I]
         xb = x[b]
         for j in range(I):
             xin[j] = xb[j]
-        _run_ops(prog, w, row[:S], sc)
-        yout = sc[out0:out0 + O]
+    for r in range(1, prog[0, 0] + 1):
+        _run_op_streams(prog, r, w, mem, S)
+    for b in range(n):
+        yout = mem[b, S + out0:S + out0 + O]
         yb = y[b]
         for j in range(O):
             yb[j] = yout[j]

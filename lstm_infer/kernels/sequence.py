@@ -3,11 +3,25 @@ BLAS matrix product done by the caller (numpy), so these loops only add the
 recurrent term and apply the cell. They call the same cell functions as the
 step interpreter. Layout: time-major (T, B, F) float32; `out` must be zeroed by the
 caller, since steps at or past lengths[b] are not written (ONNX sequence_lens).
+
+When every sequence has the full length, the loops run time-outer and batch-inner so
+that one matmat_acc per step multiplies all B states by W_hh (each weight read once per
+step, not B times); per sequence the arithmetic is the same as the one-sequence loop.
 """
+
 import numpy as np
 from numba import njit
 
-from .cells import KERNEL, gru_step, lstm_pointwise, matvec_acc, rnn_pointwise, set_bias
+from .cells import (KERNEL, gru_pointwise, gru_step, lstm_pointwise, matmat_acc, matvec_acc,
+                    rnn_pointwise, set_bias)
+
+
+@njit(**KERNEL)
+def _full_length(lengths, T):
+    for b in range(lengths.shape[0]):
+        if lengths[b] != T:
+            return False
+    return True
 
 
 @njit(**KERNEL)
@@ -20,6 +34,30 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
     P = w_hr.shape[1]
     whh = w_hh.ravel()
     whr = w_hr.ravel()
+    if B > 1 and _full_length(lengths, T):
+        hs = np.empty((B, R), np.float32)
+        cs = np.empty((B, H), np.float32)
+        for b in range(B):
+            hs[b] = h0
+            cs[b] = c0
+        gb = np.empty((B, G), np.float32)
+        hf = np.empty((B, H), np.float32)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            gb[:, :] = gx[t]
+            matmat_acc(gb, 0, hs, 0, whh, 0, R, G)
+            for b in range(B):
+                if P > 0:
+                    lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
+                else:
+                    lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
+            if P > 0:
+                hs[:, :] = 0.0
+                matmat_acc(hs, 0, hf, 0, whr, 0, H, P)
+            out[t, :, :R] = hs
+            if out.shape[2] > R:
+                out[t, :, R:] = cs
+        return
     gates = np.empty(G, np.float32)
     hfull = np.empty(H, np.float32)
     for b in range(B):
@@ -58,6 +96,20 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
     gh = np.empty(G, np.float32)
     rh = np.empty(H, np.float32)
     acc = np.empty(G, np.float32)
+    if B > 1 and lbr and _full_length(lengths, T):
+        hs = np.empty((B, H), np.float32)
+        for b in range(B):
+            hs[b] = h0
+        ghb = np.empty((B, G), np.float32)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            for b in range(B):
+                set_bias(ghb[b], w, bhh_off, G)
+            matmat_acc(ghb, 0, hs, 0, w, 0, H, G)
+            for b in range(B):
+                gru_pointwise(gx[t, b], ghb[b], hs[b], H, lbr, cfg)
+            out[t] = hs
+        return
     for b in range(B):
         h = h0.copy()
         L = lengths[b]
@@ -77,6 +129,19 @@ def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
     whh = w_hh.ravel()
     acc = np.empty(H, np.float32)
     y = np.empty(H, np.float32)
+    if B > 1 and _full_length(lengths, T):
+        hs = np.empty((B, H), np.float32)
+        for b in range(B):
+            hs[b] = h0
+        ab = np.empty((B, H), np.float32)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            ab[:, :] = gx[t]
+            matmat_acc(ab, 0, hs, 0, whh, 0, H, H)
+            for b in range(B):
+                rnn_pointwise(ab[b], hs[b], y, H, cfg)
+            out[t] = hs
+        return
     for b in range(B):
         h = h0.copy()
         L = lengths[b]
