@@ -108,7 +108,7 @@ def _run_ops(prog, w, st, sc):
         _run_op(prog, r, w, st, sc)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def _run_op(prog, r, w, st, sc):
     """Op r of the program for one stream."""
     empty = w[0:0]
