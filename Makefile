@@ -18,7 +18,9 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed-dev
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.compression
 
 compile: $(VENV)/.installed-dev
 	$(VENV)/bin/lstm-infer compile
