@@ -1,5 +1,5 @@
 """Whole-sequence recurrences for run(): the input projection of every step is one
-BLAS matrix product done by the caller (numpy), so these loops only add the
+matrix product done by the caller (model._project, matmat_acc), so these loops only add the
 recurrent term and apply the cell. They call the same cell functions as the
 step interpreter. Layout: time-major (T, B, F) float32; `out` must be zeroed by the
 caller, since steps at or past lengths[b] are not written (ONNX sequence_lens).
