@@ -1,17 +1,28 @@
 """lstm-infer: low-latency, stateful inference for LSTM/GRU/RNN models (Numba kernels).
 
     m = lstm_infer.load("model.lstm"); s = m.stream(); y = s.step(x)
+
+`import lstm_infer` does no work: the runtime (numpy, Numba, the kernel cache set-up in
+lstm_infer/kernels/__init__.py) is imported on first use of `load`, `Model`, `Stream` or
+`StreamPool`.
 """
-from ._cache import configure_cache as _configure_cache
-from ._cache import harden_numba_cache as _harden_numba_cache
-
-_configure_cache()  # before Numba reads its configuration
-_harden_numba_cache()
-
-from .errors import ModelFormatError, NotStreamableError  # noqa: E402
-from .model import Model, load  # noqa: E402
-from .stream import Stream, StreamPool  # noqa: E402
+from .errors import ModelFormatError, NotStreamableError
 
 __version__ = "0.1.0"
 __all__ = ["load", "Model", "Stream", "StreamPool", "ModelFormatError", "NotStreamableError",
            "__version__"]
+
+_LAZY = {"load": "model", "Model": "model", "Stream": "stream", "StreamPool": "stream"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

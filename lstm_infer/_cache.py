@@ -1,4 +1,9 @@
-"""Where Numba's on-disk cache goes. Must run before any kernel module is imported.
+"""Where Numba's on-disk cache goes. Must run before any kernel module is imported;
+lstm_infer/kernels/__init__.py calls it, so it runs on the first load(), not on import.
+
+Kernels live in two directories (KERNEL_DIRS): the shared building blocks and the
+interpreter in `kernels/`, each op's kernels in `ops/`; Numba caches each next to its
+source.
 
 Numba caches next to the source (`__pycache__`) and falls back to a per-user
 directory when that is not writable. We make the fallback explicit and safe: if
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import warnings
 
@@ -24,21 +30,30 @@ def _writable(path: str) -> bool:
         return False
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL_DIRS = tuple(os.path.join(_HERE, d) for d in ("kernels", "ops"))
+
+
+def _sources_hash() -> str:
+    h = hashlib.sha256()
+    for kdir in KERNEL_DIRS:
+        for name in sorted(os.listdir(kdir)):
+            if name.endswith(".py"):
+                with open(os.path.join(kdir, name), "rb") as f:
+                    h.update(os.path.basename(kdir).encode() + name.encode() + f.read())
+    return h.hexdigest()
+
+
 def _drop_stale_cache(cache_dir: str) -> None:
     """Numba keys each cached function on its own file's timestamp, so a kernel that
-    inlines code from another kernel module keeps stale machine code when only that
-    other module changes. Stamp the cache with a hash of all kernel sources and clear
-    it when they change."""
-    kdir = os.path.join(os.path.dirname(__file__), "kernels")
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(kdir)):
-        if name.endswith(".py"):
-            with open(os.path.join(kdir, name), "rb") as f:
-                h.update(name.encode() + f.read())
+    inlines code from another kernel module (the interpreter inlines every op's step)
+    keeps stale machine code when only that other module changes. Stamp the cache with
+    a hash of all kernel sources and clear it when they change."""
+    digest = _sources_hash()
     stamp = os.path.join(cache_dir, "lstm_infer_sources.sha256")
     try:
         with open(stamp) as f:
-            if f.read() == h.hexdigest():
+            if f.read() == digest:
                 return
     except OSError:
         pass
@@ -48,7 +63,7 @@ def _drop_stale_cache(cache_dir: str) -> None:
                 os.remove(os.path.join(cache_dir, name))
         tmp = f"{stamp}.{os.getpid()}"
         with open(tmp, "w") as f:
-            f.write(h.hexdigest())
+            f.write(digest)
         os.replace(tmp, stamp)
     except OSError:
         pass  # another process got there first, or read-only: nothing to fix here
@@ -99,22 +114,32 @@ def harden_numba_cache() -> None:
     IndexDataCacheFile._lstm_infer_hardened = True
 
 
-ENABLED = True  # read by kernels/cells.py: cache=ENABLED
+ENABLED = True  # read by kernels/__init__.py: cache=ENABLED
 
 
 def configure_cache() -> None:
     """Pick the kernel cache directory; must run before the kernel modules are imported."""
+    _pick_cache_dir()
+    numba_config = getattr(sys.modules.get("numba.core.config"), "CACHE_DIR", None)
+    if numba_config is not None and numba_config != os.environ.get("NUMBA_CACHE_DIR", ""):
+        # Numba was imported before the directory was chosen (it reads NUMBA_CACHE_DIR at
+        # import, and fixes a function's cache location when the function is decorated).
+        sys.modules["numba.core.config"].reload_config()
+
+
+def _pick_cache_dir() -> None:
     global ENABLED
     if os.environ.get("NUMBA_CACHE_DIR"):
         if _writable(os.environ["NUMBA_CACHE_DIR"]):
             _drop_stale_cache_tree(os.environ["NUMBA_CACHE_DIR"])
             return
         warnings.warn(f"lstm-infer: NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']} is not writable; "
-                      "looking for another place for the kernel cache", RuntimeWarning, stacklevel=3)
+                      "looking for another place for the kernel cache", RuntimeWarning, stacklevel=4)
         del os.environ["NUMBA_CACHE_DIR"]
-    here = os.path.join(os.path.dirname(__file__), "kernels", "__pycache__")
-    if _writable(here):
-        _drop_stale_cache(here)
+    here = [os.path.join(d, "__pycache__") for d in KERNEL_DIRS]
+    if all(_writable(d) for d in here):
+        for d in here:
+            _drop_stale_cache(d)
         return
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     for candidate in (os.path.join(base, "lstm-infer", "numba"),
@@ -127,18 +152,18 @@ def configure_cache() -> None:
     warnings.warn("lstm-infer: no writable directory for the Numba kernel cache (package "
                   f"directory, {base}, {tempfile.gettempdir()}); kernels will be compiled in every "
                   "process. Set NUMBA_CACHE_DIR, or run `lstm-infer compile` where the package "
-                  "directory is writable", RuntimeWarning, stacklevel=3)
+                  "directory is writable", RuntimeWarning, stacklevel=4)
 
 
 def _drop_stale_cache_tree(root: str) -> None:
-    """Under NUMBA_CACHE_DIR, Numba keeps our kernels in `<root>/kernels_<sha1 of the
-    kernels directory's path>` (its _CacheLocator.get_suitable_cache_subpath); stamp that
-    directory before anything is compiled, so only a change of sources clears it."""
-    kdir = os.path.dirname(os.path.abspath(os.path.join(os.path.dirname(__file__), "kernels", "x")))
-    sub = "_".join([os.path.basename(kdir), hashlib.sha1(kdir.encode()).hexdigest()])
-    target = os.path.join(root, sub)
-    try:
-        os.makedirs(target, exist_ok=True)
-    except OSError:
-        return
-    _drop_stale_cache(target)
+    """Under NUMBA_CACHE_DIR, Numba keeps the kernels of each source directory in
+    `<root>/<dirname>_<sha1 of its path>` (its _CacheLocator.get_suitable_cache_subpath);
+    stamp those before anything is compiled, so only a change of sources clears them."""
+    for kdir in KERNEL_DIRS:
+        sub = "_".join([os.path.basename(kdir), hashlib.sha1(kdir.encode()).hexdigest()])
+        target = os.path.join(root, sub)
+        try:
+            os.makedirs(target, exist_ok=True)
+        except OSError:
+            continue
+        _drop_stale_cache(target)

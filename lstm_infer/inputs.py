@@ -1,7 +1,14 @@
 """Input checking shared by run(), step() and friends: dtype, shape, finiteness."""
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
+
+# What run()/step() return: one array, or a dict name -> array for several outputs.
+Output = Union[np.ndarray, dict]
+# What a stream does with a NaN/Inf input: refuse it (state untouched) or let it through.
+ON_NONFINITE = ("raise", "propagate")
 
 
 def as_float32(x, what: str) -> np.ndarray:

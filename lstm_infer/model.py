@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import os
-from typing import Union
-
 import numpy as np
 
-from .errors import ModelFormatError, NotStreamableError
+from .errors import NotStreamableError
 from .fileformat import read_model
-from .graph import Graph, parse_graph
-from .inputs import as_float32, nonfinite_error, shape_error
-from .kernels.cells import matmat_acc
-from .kernels.program import step_sequence
-from .kernels.sequence import gru_sequence, lstm_sequence, rnn_sequence
-from .plan import Plan, build_plan
-
-Output = Union[np.ndarray, dict]
-ON_NONFINITE = ("raise", "propagate")
+from .graph import Graph, node_params, parse_graph
+from .inputs import ON_NONFINITE, Output, as_float32, shape_error
+from .kernels.interpreter import step_sequence
+from .ops import OPS, describe
+from .plan import NodeProgram, Plan, build_plan
+from .stream import Stream, StreamPool
 
 
 _DT_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
@@ -107,28 +102,8 @@ class Model:
                  + (f" (weights {self.compression_ratio():.2f}x smaller than fp32)"
                     if self.dtype != "fp32" else "")]
         for n in g.nodes:
-            a = n.attrs
-            if n.op == "LSTM":
-                desc = f"LSTM {a['input_size']}->{a['hidden_size']}" + (
-                    f" proj {a['proj_size']}" if a.get("proj_size") else "")
-            elif n.op == "GRU":
-                desc = f"GRU {a['input_size']}->{a['hidden_size']}" + (
-                    "" if a.get("linear_before_reset", True) else " (reset before)")
-            elif n.op == "RNN":
-                desc = f"RNN({a.get('nonlinearity', 'tanh')}) {a['input_size']}->{a['hidden_size']}"
-            elif n.op == "Linear":
-                desc = f"Linear {a['in_features']}->{a['out_features']}"
-            elif n.op == "Activation":
-                desc = f"{a['kind']}"
-            elif n.op == "FirstStep":
-                desc = f"FirstStep {g.sizes[n.outputs[0]]} (value at step 0, whole sequence only)"
-            else:
-                desc = f"{n.op} {g.sizes[n.outputs[0]]}"
-            if n.is_recurrent and a.get("reverse"):
-                desc += " reverse"
-            params = sum(int(w.size) for r, w in n.weights.items()
-                         if r not in ("h0", "c0") and not r.endswith(".scale"))
-            lines.append(f"  {n.name:<24} {desc:<36} {params:>10,} params")
+            desc = describe(n, g.sizes[n.outputs[0]])
+            lines.append(f"  {n.name:<24} {desc:<36} {node_params(n):>10,} params")
         lines.append("  streamable: " + ("yes" if self.streamable else
                                          f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
         if self.provenance.get("source"):
@@ -192,15 +167,13 @@ class Model:
                 "backwards in time, as in a bidirectional model, or an op that reads another "
                 "time step), so each output depends on future inputs; use run() on whole sequences")
 
-    def stream(self, on_nonfinite: str = "raise") -> "Stream":
+    def stream(self, on_nonfinite: str = "raise") -> Stream:
         """One stateful stream: step(x) carries the recurrent state to the next call."""
-        from .stream import Stream
         self._check_streamable()
         return Stream(self, on_nonfinite)
 
-    def streams(self, n: int, on_nonfinite: str = "raise") -> "StreamPool":
+    def streams(self, n: int, on_nonfinite: str = "raise") -> StreamPool:
         """n independent streams stepped together: step(X (n, I)) -> (n, O)."""
-        from .stream import StreamPool
         self._check_streamable()
         return StreamPool(self, n, on_nonfinite)
 
@@ -217,69 +190,20 @@ def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _rec_init(node, role: str, size: int) -> np.ndarray:
-    init = node.weights.get(role)
-    return np.zeros(size, np.float32) if init is None else np.ascontiguousarray(init)
-
-
-def _project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """x (T, B, I) @ W (I, O) + b for every step at once, single-threaded in Numba
-    (matmat_acc): numpy's multi-threaded BLAS stalled on a busy 2-core machine (16 us/step
-    instead of 1.4, measured in benchmarks/), and this keeps run() deterministic and
-    bit-identical per row to the step kernels."""
-    T, B, I = x.shape
-    O = W.shape[1]
-    y = np.empty((T * B, O), np.float32)
-    if b is None:
-        y[:] = 0.0
-    else:
-        y[:] = b
-    matmat_acc(y, 0, np.ascontiguousarray(x.reshape(T * B, I)), 0, W.reshape(-1), 0, I, O)
-    return y.reshape(T, B, O)
-
-
 def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """One node over a whole (T, B, F) sequence."""
-    a, w = node.attrs, node.weights
-    x = ins[0]
-    T, B, _ = x.shape
-    if node.op == "FirstStep":  # every step sees step 0 of its sequence
-        return np.ascontiguousarray(np.broadcast_to(x[:1], x.shape))
-    if node.quantized:
-        return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
-    if node.op == "Linear":
-        return _project(x, w["W"], w.get("bias"))
-    if node.is_recurrent:
-        H = a["hidden_size"]
-        rev = bool(a.get("reverse"))
-        cfg = plan.cfg[node.name]
-        if node.op == "LSTM":
-            P = a.get("proj_size", 0)
-            out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
-            whr = w.get("W_hr", np.zeros((0, 0), np.float32))
-            peep = w.get("peephole", np.zeros(0, np.float32))
-            lstm_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
-                          _rec_init(node, "h0", P or H), _rec_init(node, "c0", H), rev, lengths,
-                          cfg, np.ascontiguousarray(peep), out)
-        elif node.op == "GRU":
-            out = np.zeros((T, B, H), np.float32)
-            bhh = w.get("b_hh")
-            gru_sequence(_project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
-                         np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
-                         bhh is not None, _rec_init(node, "h0", H),
-                         bool(a.get("linear_before_reset", True)), rev, lengths, cfg, out)
-        else:
-            out = np.zeros((T, B, H), np.float32)
-            rnn_sequence(_project(x, w["W_ih"], w.get("bias")), w["W_hh"], _rec_init(node, "h0", H),
-                         rev, lengths, cfg, out)
-        return out
+    """One node over a whole (T, B, F) sequence: the op's sequence kernel where it has one
+    (and float weights), else its one-node step program."""
+    op = OPS[node.op]
+    if op.run_sequence is not None and not node.quantized:
+        return op.run_sequence(plan, node, ins, lengths)
     return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
 
 
-def _run_node_program(npg, arena: np.ndarray, node, ins: list[np.ndarray],
+def _run_node_program(npg: NodeProgram, arena: np.ndarray, node, ins: list[np.ndarray],
                       lengths: np.ndarray) -> np.ndarray:
     """A node through its one-node step program: every (t, b) row for per-step ops; for a
-    recurrent node (int8 weights) each sequence in time order, from the initial state."""
+    recurrent node each sequence in time order (backwards if `reverse`), from the initial
+    state. This is how a new op runs in run() before it has a sequence kernel."""
     x = ins[0]
     T, B, _ = x.shape
     out_size = int(npg.prog[0, 4])

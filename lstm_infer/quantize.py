@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from .fileformat import read_model, write_model
-from .graph import MATRIX_ROLES, parse_graph
+from .graph import parse_graph
+from .ops import OPS
 
 DTYPES = ("fp32", "fp16", "int8")
 
@@ -38,7 +39,8 @@ def quantize_document(doc: dict, tensors: dict[str, np.ndarray], dtype: str) -> 
         return out
     for node in doc["nodes"]:
         wmap = node.get("weights", {})
-        for role in MATRIX_ROLES.get(node["op"], ()):
+        opdef = OPS.get(node["op"])
+        for role in opdef.matrix_roles if opdef else ():
             tname = wmap.get(role)
             if tname is None or out[tname].dtype == np.int8:
                 continue

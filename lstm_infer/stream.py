@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import as_float32, nonfinite_error, shape_error
-from .kernels.program import step_one, step_sequence, step_streams
-from .model import ON_NONFINITE, Model, Output
+from .inputs import ON_NONFINITE, Output, as_float32, nonfinite_error, shape_error
+from .kernels.interpreter import step_one, step_sequence, step_streams
 
 
 class _StateBox:
-    """Memory rows for n streams (state, then scratch) and the kernels' fixed arguments."""
+    """Memory rows for n streams (state, then scratch) and the kernels' fixed arguments.
+    `model` is the lstm_infer.Model that made the stream (its plan and output split)."""
 
-    def __init__(self, model: Model, n: int, on_nonfinite: str):
+    def __init__(self, model, n: int, on_nonfinite: str):
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
         plan = model.plan
@@ -34,7 +34,7 @@ class _StateBox:
 class Stream(_StateBox):
     """One stream: `step(x)` for one time step, `step_many(X)` for a chunk."""
 
-    def __init__(self, model: Model, on_nonfinite: str = "raise"):
+    def __init__(self, model, on_nonfinite: str = "raise"):
         super().__init__(model, 1, on_nonfinite)
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
@@ -97,7 +97,7 @@ class Stream(_StateBox):
 class StreamPool(_StateBox):
     """n independent streams stepped together: step(X (n, I)) -> (n, O)."""
 
-    def __init__(self, model: Model, n: int, on_nonfinite: str = "raise"):
+    def __init__(self, model, n: int, on_nonfinite: str = "raise"):
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"number of streams must be a positive integer, got {n!r}")
         super().__init__(model, int(n), on_nonfinite)

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from lstm_infer.kernels.cells import fast_sigmoid, fast_tanh
+from lstm_infer.kernels.activations import fast_sigmoid, fast_tanh
 
 
 @njit(cache=False)

@@ -1,1 +1,21 @@
-"""Numba kernels. Every kernel takes weights and sizes as arguments and is cached on disk."""
+"""Numba building blocks shared by the ops, and the per-step interpreter.
+
+Importing this package is the first thing any kernel module does, so it is where the
+on-disk kernel cache is set up: Numba fixes a function's cache location when the
+function is decorated, so the location must be chosen before any `@njit(cache=...)`.
+This runs on the first `lstm_infer.load()` (not on `import lstm_infer`) and does
+exactly what that load needs: pick a writable cache directory (setting NUMBA_CACHE_DIR
+only when the package directory is not writable), clear cache files compiled from
+older kernel sources, and make damaged cache files a cache miss (lstm_infer/_cache.py).
+
+Every kernel takes weights and sizes as arguments (never globals) and is compiled with
+`KERNEL`: `error_model="numpy"` drops Python's division-by-zero checks, whose branches
+stopped LLVM from vectorising any loop with a division (measured); `fastmath={"contract"}`
+only allows fused multiply-add.
+"""
+from .. import _cache
+
+_cache.configure_cache()
+_cache.harden_numba_cache()
+
+KERNEL = dict(cache=_cache.ENABLED, error_model="numpy", fastmath={"contract"})

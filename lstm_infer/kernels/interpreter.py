@@ -1,0 +1,161 @@
+"""The per-step interpreter: one compiled call runs the whole model for one or n streams.
+
+A model is compiled (lstm_infer/plan.py) into a small int64 program, one row of
+PROG_WIDTH fields per op, plus three float32 arenas: weights `w` (1-D, read-only),
+per-stream state and scratch. Offsets in the program point into them; each op module
+(lstm_infer/ops/) names its row's fields and documents them. Because every model uses
+the same kernel signatures, the kernels compile once per installation, not per model.
+
+The first row is a header: n_ops, input offset, input size, output offset, output size,
+state size S. Each stream owns one row of `mem`: state in mem[:S], scratch after it, so a
+step call unboxes few arrays (Numba's per-call cost grows with array arguments).
+
+Dispatch is one line per op. The op step kernels are `inline="always"`: calling them as
+functions cost ~0.3 us per step on LSTM(16,64)+Linear (measured, commit cf2934e).
+"""
+import math
+
+from numba import njit
+
+from ..ops import activation, binary, concat, conv1d, gather, gru, layernorm, linear, lstm, reduce, rnn, scale
+from . import KERNEL
+
+
+@njit(inline="always", **KERNEL)
+def _run_op(prog, r, w, st, sc):
+    """Op r of the program for one stream: st, sc are that stream's state and scratch rows."""
+    op = prog[r, 0]
+    if op == linear.OPCODE:
+        linear.step(prog, r, w, st, sc)
+    elif op == lstm.OPCODE:
+        lstm.step(prog, r, w, st, sc)
+    elif op == gru.OPCODE:
+        gru.step(prog, r, w, st, sc)
+    elif op == rnn.OPCODE:
+        rnn.step(prog, r, w, st, sc)
+    elif op == activation.OPCODE:
+        activation.step(prog, r, w, st, sc)
+    elif op == layernorm.OPCODE:
+        layernorm.step(prog, r, w, st, sc)
+    elif op == concat.OPCODE:
+        concat.step(prog, r, w, st, sc)
+    elif op == binary.OPCODE:
+        binary.step(prog, r, w, st, sc)
+    elif op == scale.OPCODE:
+        scale.step(prog, r, w, st, sc)
+    elif op == gather.OPCODE:
+        gather.step(prog, r, w, st, sc)
+    elif op == conv1d.OPCODE:
+        conv1d.step(prog, r, w, st, sc)
+    elif op == reduce.OPCODE:
+        reduce.step(prog, r, w, st, sc)
+
+
+@njit(**KERNEL)
+def _run_ops(prog, w, st, sc):
+    """Run every op once for one stream."""
+    for r in range(1, prog[0, 0] + 1):
+        _run_op(prog, r, w, st, sc)
+
+
+@njit(**KERNEL)
+def _run_op_streams(prog, r, w, mem, S):
+    """Op r for every stream (row of mem). Ops with a batched kernel (step_streams: the
+    mat-vecs of all streams as one matmat_acc, each weight read once per four streams,
+    bit-identical per stream) use it when it applies; everything else runs stream by stream."""
+    op = prog[r, 0]
+    done = False
+    if op == linear.OPCODE:
+        done = linear.step_streams(prog, r, w, mem, S)
+    elif op == lstm.OPCODE:
+        done = lstm.step_streams(prog, r, w, mem, S)
+    elif op == gru.OPCODE:
+        done = gru.step_streams(prog, r, w, mem, S)
+    elif op == rnn.OPCODE:
+        done = rnn.step_streams(prog, r, w, mem, S)
+    if not done:
+        for b in range(mem.shape[0]):
+            row = mem[b]
+            _run_op(prog, r, w, row[:S], row[S:])
+
+
+@njit(**KERNEL)
+def _all_finite(x):
+    for v in x.ravel():
+        if not math.isfinite(v):
+            return False
+    return True
+
+
+@njit(**KERNEL)
+def step_one(prog, w, mem, x, y, check_finite):
+    """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input."""
+    if check_finite and not _all_finite(x):
+        return 1
+    in0 = prog[0, 1]
+    out0 = prog[0, 3]
+    S = prog[0, 5]
+    row = mem[0]
+    st = row[:S]
+    sc = row[S:]
+    xin = sc[in0:in0 + x.shape[0]]
+    for j in range(x.shape[0]):
+        xin[j] = x[j]
+    _run_ops(prog, w, st, sc)
+    yout = sc[out0:out0 + y.shape[0]]
+    for j in range(y.shape[0]):
+        y[j] = yout[j]
+    return 0
+
+
+@njit(**KERNEL)
+def step_streams(prog, w, mem, x, y, check_finite):
+    """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input.
+    Op by op over all streams, so weights are shared between streams while in cache."""
+    if check_finite and not _all_finite(x):
+        return 1
+    in0 = prog[0, 1]
+    I = prog[0, 2]
+    out0 = prog[0, 3]
+    O = prog[0, 4]
+    S = prog[0, 5]
+    n = x.shape[0]
+    for b in range(n):
+        xin = mem[b, S + in0:S + in0 + I]
+        xb = x[b]
+        for j in range(I):
+            xin[j] = xb[j]
+    for r in range(1, prog[0, 0] + 1):
+        _run_op_streams(prog, r, w, mem, S)
+    for b in range(n):
+        yout = mem[b, S + out0:S + out0 + O]
+        yb = y[b]
+        for j in range(O):
+            yb[j] = yout[j]
+    return 0
+
+
+@njit(**KERNEL)
+def step_sequence(prog, w, mem, xs, ys, check_finite):
+    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_one calls."""
+    if check_finite and not _all_finite(xs):
+        return 1
+    in0 = prog[0, 1]
+    I = prog[0, 2]
+    out0 = prog[0, 3]
+    O = prog[0, 4]
+    S = prog[0, 5]
+    row = mem[0]
+    st = row[:S]
+    sc = row[S:]
+    xin = sc[in0:in0 + I]
+    yout = sc[out0:out0 + O]
+    for t in range(xs.shape[0]):
+        xt = xs[t]
+        for j in range(I):
+            xin[j] = xt[j]
+        _run_ops(prog, w, st, sc)
+        yt = ys[t]
+        for j in range(O):
+            yt[j] = yout[j]
+    return 0

@@ -1,0 +1,43 @@
+"""Gather: y[j] = x[index[j]], or 0 where index[j] is -1. Every Transpose, Slice,
+Gather, Pad, Split or Flatten of a per-step tensor becomes one of these."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels import KERNEL
+from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
+
+OPCODE = 10
+OUT_SIZE, INDEX = range(3, 5)
+
+
+def spec(a: dict) -> Signature:
+    n_in, n_out = integer(a, "in_size"), integer(a, "out_size")
+    return Signature([n_in], n_out, {"index": ((n_out,), True)})
+
+
+def check(attrs: dict, weights: dict, in_sizes: list[int]) -> None:
+    """Indices come from an untrusted file: they must stay inside the input vector."""
+    idx = weights["index"]
+    n_in = in_sizes[0]
+    if not (np.all(idx == np.floor(idx)) and np.all(idx >= -1) and np.all(idx < n_in)):
+        raise SpecError(f"index values must be integers in [-1, {n_in})")
+
+
+def emit(em, node, ins: list[int], out: int, state: dict) -> None:
+    em.add_row(new_row(OPCODE, {IN: ins[0], OUT: out, OUT_SIZE: node.attrs["out_size"],
+                                INDEX: em.weight(node, "index")}))
+
+
+@njit(inline="always", **KERNEL)
+def step(prog, r, w, st, sc):
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    x0 = prog[r, INDEX]
+    for j in range(prog[r, OUT_SIZE]):
+        k = int(w[x0 + j])
+        sc[o0 + j] = sc[i0 + k] if k >= 0 else np.float32(0.0)
+
+
+OPS = (OpDef("Gather", spec, emit, check=check),)

@@ -1,0 +1,218 @@
+"""GRU: PyTorch gate order r, z, n; reset-after (`linear_before_reset`, PyTorch) or
+reset-before (ONNX's default), with ONNX's clip and gate activations.
+
+Weights (docs/FORMAT.md): W_ih (I, 3H) = weight_ih.T; W_hh (H, 3H) = weight_hh.T;
+b_ih, b_hh (3H) kept apart (reset-after multiplies b_hn by r); h0 (H). State: h (H).
+W_ih, W_hh may be int8 with per-column scales.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels import KERNEL
+from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
+from ..kernels.linalg import matmat_acc, mv, set_bias
+from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
+from .linear import project
+from .recurrent import CFG_SIZE, check_options, full_length, initial
+
+OPCODE = 3
+# Row fields after IN, OUT. LBR: linear_before_reset; GX, GH, RH, ACC: scratch.
+(IN_SIZE, HIDDEN, LBR, W_IH, W_HH, B_IH, B_HH, STATE_H, GX, GH, RH, CFG, W_IH_SCALE,
+ W_HH_SCALE, ACC) = range(3, 18)
+
+
+def spec(a: dict) -> Signature:
+    i, h = integer(a, "input_size"), integer(a, "hidden_size")
+    boolean(a, "linear_before_reset", True)
+    check_options(a, 2)
+    return Signature([i], h, {"W_ih": ((i, 3 * h), True), "W_hh": ((h, 3 * h), True),
+                              "b_ih": ((3 * h,), False), "b_hh": ((3 * h,), False),
+                              "h0": ((h,), False)},
+                     state={"h": (h, "h0")})
+
+
+def emit(em, node, ins: list[int], out: int, state: dict) -> None:
+    a = node.attrs
+    H = a["hidden_size"]
+    em.add_row(new_row(OPCODE, {
+        IN: ins[0], OUT: out, IN_SIZE: a["input_size"], HIDDEN: H,
+        LBR: int(a.get("linear_before_reset", True)), W_IH: em.weight(node, "W_ih"),
+        W_HH: em.weight(node, "W_hh"), B_IH: em.weight(node, "b_ih"), B_HH: em.weight(node, "b_hh"),
+        STATE_H: state["h"], GX: em.alloc(3 * H), GH: em.alloc(3 * H), RH: em.alloc(H),
+        CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
+        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(3 * H)}))
+
+
+@njit(**KERNEL)
+def gru_pointwise(gx, gh, h, H, lbr, cfg):
+    """PyTorch gate order r, z, n; gx = x W_ih + b_ih, gh = h W_hh + b_hh.
+
+    For the reset-before form (lbr == 0) gh[2H:3H] must already hold (r*h) W_hn + b_hn,
+    which the caller computes after r is known; see gru_step.
+    """
+    if cfg[0] != 0:
+        clip = cfg[1]
+        fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
+        gk, ga, gb = int(cfg[7]), cfg[8], cfg[9]
+        for j in range(H):
+            z = gate_act(clipv(gx[H + j] + gh[H + j], clip), fk, fa, fb)
+            if lbr:
+                r = gate_act(clipv(gx[j] + gh[j], clip), fk, fa, fb)
+                n = gate_act(clipv(gx[2 * H + j] + r * gh[2 * H + j], clip), gk, ga, gb)
+            else:
+                n = gate_act(clipv(gx[2 * H + j] + gh[2 * H + j], clip), gk, ga, gb)
+            h[j] = (np.float32(1.0) - z) * n + z * h[j]
+        return
+    xr, xz, xn = gx[0:H], gx[H:2 * H], gx[2 * H:3 * H]
+    hr, hz, hn = gh[0:H], gh[H:2 * H], gh[2 * H:3 * H]
+    one = np.float32(1.0)
+    if lbr:
+        for j in range(H):
+            z = fast_sigmoid(xz[j] + hz[j])
+            n = fast_tanh(xn[j] + fast_sigmoid(xr[j] + hr[j]) * hn[j])
+            h[j] = (one - z) * n + z * h[j]
+    else:
+        for j in range(H):
+            z = fast_sigmoid(xz[j] + hz[j])
+            n = fast_tanh(xn[j] + hn[j])
+            h[j] = (one - z) * n + z * h[j]
+
+
+@njit(**KERNEL)
+def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc):
+    """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H)."""
+    if lbr:
+        set_bias(gh, w, bhh_off, 3 * H)
+        mv(gh, h, w, whh_off, whh_s, H, 3 * H, 0, 3 * H, acc)
+    else:
+        # r and z need h W_h{r,z}; n needs (r*h) W_hn, so compute the first 2H columns,
+        # then r, then the last H columns from r*h. W_hh rows are (H, 3H).
+        set_bias(gh, w, bhh_off, 3 * H)
+        mv(gh[0:2 * H], h, w, whh_off, whh_s, H, 3 * H, 0, 2 * H, acc)
+        general = cfg[0] != 0
+        for k in range(H):
+            if general:
+                r = gate_act(clipv(gx[k] + gh[k], cfg[1]), int(cfg[4]), cfg[5], cfg[6])
+            else:
+                r = fast_sigmoid(gx[k] + gh[k])
+            rh[k] = r * h[k]
+        mv(gh[2 * H:3 * H], rh, w, whh_off, whh_s, H, 3 * H, 2 * H, H, acc)
+    gru_pointwise(gx, gh, h, H, lbr, cfg)
+
+
+@njit(inline="always", **KERNEL)
+def step(prog, r, w, st, sc):
+    """One step of one stream: gx = x W_ih + b_ih, then gru_step updates h in place."""
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    H = prog[r, HIDDEN]
+    gx = sc[prog[r, GX]:prog[r, GX] + 3 * H]
+    gh = sc[prog[r, GH]:prog[r, GH] + 3 * H]
+    rh = sc[prog[r, RH]:prog[r, RH] + H]
+    h = st[prog[r, STATE_H]:prog[r, STATE_H] + H]
+    cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
+    acc = sc[prog[r, ACC]:prog[r, ACC] + 3 * H]
+    set_bias(gx, w, prog[r, B_IH], 3 * H)
+    mv(gx, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 3 * H, 0, 3 * H, acc)
+    gru_step(gx, gh, rh, h, H, w, prog[r, W_HH], prog[r, B_HH], prog[r, LBR], cfg,
+             prog[r, W_HH_SCALE], acc)
+    out = sc[o0:o0 + H]
+    for j in range(H):
+        out[j] = h[j]
+
+
+@njit(inline="always", **KERNEL)
+def step_streams(prog, r, w, mem, S):
+    """All streams at once for the reset-after form with float weights (matmat_acc,
+    bit-identical per stream); returns False (not handled) otherwise."""
+    if not prog[r, LBR] or prog[r, W_IH_SCALE] >= 0 or prog[r, W_HH_SCALE] >= 0:
+        return False
+    n = mem.shape[0]
+    i0 = S + prog[r, IN]
+    o0 = S + prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    H = prog[r, HIDDEN]
+    gx0 = S + prog[r, GX]
+    gh0 = S + prog[r, GH]
+    h0 = prog[r, STATE_H]
+    cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
+    for b in range(n):
+        set_bias(mem[b, gx0:gx0 + 3 * H], w, prog[r, B_IH], 3 * H)
+        set_bias(mem[b, gh0:gh0 + 3 * H], w, prog[r, B_HH], 3 * H)
+    matmat_acc(mem, gx0, mem, i0, w, prog[r, W_IH], I, 3 * H)
+    matmat_acc(mem, gh0, mem, h0, w, prog[r, W_HH], H, 3 * H)
+    for b in range(n):
+        row = mem[b]
+        gru_pointwise(row[gx0:gx0 + 3 * H], row[gh0:gh0 + 3 * H], row[h0:h0 + H], H, 1, cfg)
+        for j in range(H):
+            row[o0 + j] = row[h0 + j]
+    return True
+
+
+@njit(**KERNEL)
+def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
+    """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh."""
+    T, B, G = gx.shape
+    H = G // 3
+    # gru_step reads W_hh and b_hh from one flat array: pack them [W_hh | b_hh].
+    w = np.empty(H * G + G, np.float32)
+    w[:H * G] = w_hh.ravel()
+    w[H * G:] = b_hh
+    bhh_off = H * G if has_bhh else -1
+    g = np.empty(G, np.float32)
+    gh = np.empty(G, np.float32)
+    rh = np.empty(H, np.float32)
+    acc = np.empty(G, np.float32)
+    if B > 1 and lbr and full_length(lengths, T):
+        hs = np.empty((B, H), np.float32)
+        for b in range(B):
+            hs[b] = h0
+        ghb = np.empty((B, G), np.float32)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            for b in range(B):
+                set_bias(ghb[b], w, bhh_off, G)
+            matmat_acc(ghb, 0, hs, 0, w, 0, H, G)
+            for b in range(B):
+                gru_pointwise(gx[t, b], ghb[b], hs[b], H, lbr, cfg)
+            out[t] = hs
+        return
+    for b in range(B):
+        h = h0.copy()
+        L = lengths[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
+            for j in range(G):
+                g[j] = gx[t, b, j]
+            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr, cfg, -1, acc)
+            for j in range(H):
+                out[t, b, j] = h[j]
+
+
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    """Whole sequences: one input projection for all steps, then the recurrence."""
+    a, w = node.attrs, node.weights
+    x = ins[0]
+    T, B, _ = x.shape
+    H = a["hidden_size"]
+    out = np.zeros((T, B, H), np.float32)
+    bhh = w.get("b_hh")
+    gru_sequence(project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
+                 np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
+                 bhh is not None, initial(node, "h0", H),
+                 bool(a.get("linear_before_reset", True)), bool(a.get("reverse")), lengths,
+                 plan.cfg[node.name], out)
+    return out
+
+
+def describe(node, out_size: int) -> str:
+    a = node.attrs
+    return f"GRU {a['input_size']}->{a['hidden_size']}" + (
+        "" if a.get("linear_before_reset", True) else " (reset before)")
+
+
+OPS = (OpDef("GRU", spec, emit, recurrent=True, matrix_roles=("W_ih", "W_hh"),
+             run_sequence=run_sequence, describe=describe),)

@@ -1,0 +1,86 @@
+"""Linear: y = x W + bias.
+
+Weights: W (I, O) = PyTorch `weight.T` (stored (in, out) so the mat-vec is a sum of
+rows, kernels/linalg.py), optional bias (O). W may be int8 with per-column scales.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels import KERNEL
+from ..kernels.linalg import matmat_acc, mv, set_bias
+from .base import IN, OUT, OpDef, Signature, integer, new_row
+
+OPCODE = 1
+# Row fields after IN, OUT: sizes, weight offsets, int8 scales of W (-1: float), scratch
+IN_SIZE, OUT_SIZE, W, BIAS, W_SCALE, ACC = range(3, 9)
+
+
+def spec(a: dict) -> Signature:
+    i, o = integer(a, "in_features"), integer(a, "out_features")
+    return Signature([i], o, {"W": ((i, o), True), "bias": ((o,), False)})
+
+
+def emit(em, node, ins: list[int], out: int, state: dict) -> None:
+    a = node.attrs
+    em.add_row(new_row(OPCODE, {
+        IN: ins[0], OUT: out, IN_SIZE: a["in_features"], OUT_SIZE: a["out_features"],
+        W: em.weight(node, "W"), BIAS: em.weight(node, "bias"), W_SCALE: em.scale(node, "W"),
+        ACC: em.alloc(a["out_features"])}))
+
+
+@njit(inline="always", **KERNEL)
+def step(prog, r, w, st, sc):
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    O = prog[r, OUT_SIZE]
+    out = sc[o0:o0 + O]
+    acc = sc[prog[r, ACC]:prog[r, ACC] + O]
+    set_bias(out, w, prog[r, BIAS], O)
+    mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, 0, O, acc)
+
+
+@njit(inline="always", **KERNEL)
+def step_streams(prog, r, w, mem, S):
+    """All streams at once (float weights): each weight read once per four streams."""
+    if prog[r, W_SCALE] >= 0:
+        return False
+    n = mem.shape[0]
+    i0 = S + prog[r, IN]
+    o0 = S + prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    O = prog[r, OUT_SIZE]
+    for b in range(n):
+        set_bias(mem[b, o0:o0 + O], w, prog[r, BIAS], O)
+    matmat_acc(mem, o0, mem, i0, w, prog[r, W], I, O)
+    return True
+
+
+def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """x (T, B, I) @ W (I, O) + b for every step at once, single-threaded in Numba
+    (matmat_acc): numpy's multi-threaded BLAS stalled on a busy 2-core machine (16 us/step
+    instead of 1.4, measured in benchmarks/), and this keeps run() deterministic and
+    bit-identical per row to the step kernels."""
+    T, B, I = x.shape
+    O = W.shape[1]
+    y = np.empty((T * B, O), np.float32)
+    if b is None:
+        y[:] = 0.0
+    else:
+        y[:] = b
+    matmat_acc(y, 0, np.ascontiguousarray(x.reshape(T * B, I)), 0, W.reshape(-1), 0, I, O)
+    return y.reshape(T, B, O)
+
+
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    return project(ins[0], node.weights["W"], node.weights.get("bias"))
+
+
+def describe(node, out_size: int) -> str:
+    return f"Linear {node.attrs['in_features']}->{node.attrs['out_features']}"
+
+
+OPS = (OpDef("Linear", spec, emit, matrix_roles=("W",), run_sequence=run_sequence,
+             describe=describe),)

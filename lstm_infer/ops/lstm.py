@@ -1,0 +1,262 @@
+"""LSTM: PyTorch gate order i, f, g, o, with ONNX's options (peepholes, clip, coupled
+input/forget gates, other gate activations), a projection (proj_size) and output_cell.
+
+Weights (docs/FORMAT.md): W_ih (I, 4H) = weight_ih.T; W_hh (R, 4H) = weight_hh.T with
+R = P or H; bias (4H) = bias_ih + bias_hh; W_hr (H, P) = weight_hr.T; peephole (3H) in
+the order i, f, o; h0 (R), c0 (H). State: h (R), c (H). Output h, or [h, c] with
+output_cell. W_ih, W_hh, W_hr may be int8 with per-column scales.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..kernels import KERNEL
+from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
+from ..kernels.linalg import matmat_acc, matvec_acc, mv, set_bias
+from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
+from .linear import project
+from .recurrent import CFG_SIZE, check_options, full_length, initial
+
+OPCODE = 2
+# Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
+# GATES, HFULL, ACC: scratch; STATE_H, STATE_C: offsets in the stream's state row.
+(IN_SIZE, HIDDEN, PROJ, W_IH, W_HH, BIAS, W_HR, STATE_H, STATE_C, GATES, HFULL, CFG, PEEPHOLE,
+ W_IH_SCALE, W_HH_SCALE, W_HR_SCALE, ACC, OUTPUT_CELL) = range(3, 21)
+
+
+def spec(a: dict) -> Signature:
+    i, h = integer(a, "input_size"), integer(a, "hidden_size")
+    p = integer(a, "proj_size", lo=0, default=0)
+    check_options(a, 3)
+    boolean(a, "input_forget")
+    cell = boolean(a, "output_cell")
+    r = p or h
+    w = {"W_ih": ((i, 4 * h), True), "W_hh": ((r, 4 * h), True), "bias": ((4 * h,), False),
+         "h0": ((r,), False), "c0": ((h,), False), "peephole": ((3 * h,), False)}
+    if p:
+        w["W_hr"] = ((h, p), True)
+    return Signature([i], r + (h if cell else 0), w, state={"h": (r, "h0"), "c": (h, "c0")})
+
+
+def emit(em, node, ins: list[int], out: int, state: dict) -> None:
+    a = node.attrs
+    H, P = a["hidden_size"], a.get("proj_size", 0)
+    em.add_row(new_row(OPCODE, {
+        IN: ins[0], OUT: out, IN_SIZE: a["input_size"], HIDDEN: H, PROJ: P,
+        W_IH: em.weight(node, "W_ih"), W_HH: em.weight(node, "W_hh"), BIAS: em.weight(node, "bias"),
+        W_HR: em.weight(node, "W_hr"), STATE_H: state["h"], STATE_C: state["c"],
+        GATES: em.alloc(4 * H), HFULL: em.alloc(H) if P else -1, CFG: em.cell_config(node),
+        PEEPHOLE: em.weight(node, "peephole"), W_IH_SCALE: em.scale(node, "W_ih"),
+        W_HH_SCALE: em.scale(node, "W_hh"), W_HR_SCALE: em.scale(node, "W_hr"),
+        ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell")))}))
+
+
+@njit(**KERNEL)
+def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
+    """ONNX semantics: peepholes, clip, coupled input/forget gates, any activations."""
+    clip = cfg[1]
+    coupled = cfg[2] != 0
+    has_peep = cfg[3] != 0
+    fk, fa, fb = int(cfg[4]), cfg[5], cfg[6]
+    gk, ga, gb = int(cfg[7]), cfg[8], cfg[9]
+    hk, ha, hb = int(cfg[10]), cfg[11], cfg[12]
+    for j in range(H):
+        cp = c[j]
+        gi = gates[j]
+        gf = gates[H + j]
+        go = gates[3 * H + j]
+        if has_peep:
+            gi += peep[j] * cp
+            gf += peep[H + j] * cp
+        ig = gate_act(clipv(gi, clip), fk, fa, fb)
+        if coupled:
+            fg = np.float32(1.0) - ig
+        else:
+            fg = gate_act(clipv(gf, clip), fk, fa, fb)
+        gg = gate_act(clipv(gates[2 * H + j], clip), gk, ga, gb)
+        cj = fg * cp + ig * gg
+        if has_peep:
+            go += peep[2 * H + j] * cj
+        og = gate_act(clipv(go, clip), fk, fa, fb)
+        c[j] = cj
+        hfull[j] = og * gate_act(cj, hk, ha, hb)
+
+
+@njit(**KERNEL)
+def lstm_pointwise(gates, c, hfull, H, cfg, peep):
+    """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
+    if cfg[0] != 0:
+        lstm_pointwise_general(gates, c, hfull, H, cfg, peep)
+        return
+    gi = gates[0:H]  # sliced so each index is a plain j >= 0 (see matvec_acc)
+    gf = gates[H:2 * H]
+    gg = gates[2 * H:3 * H]
+    go = gates[3 * H:4 * H]
+    for j in range(H):
+        cj = fast_sigmoid(gf[j]) * c[j] + fast_sigmoid(gi[j]) * fast_tanh(gg[j])
+        c[j] = cj
+        hfull[j] = fast_sigmoid(go[j]) * fast_tanh(cj)
+
+
+@njit(inline="always", **KERNEL)
+def step(prog, r, w, st, sc):
+    """One step of one stream: gates = x W_ih + h W_hh + bias, the cell, the projection."""
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    H = prog[r, HIDDEN]
+    P = prog[r, PROJ]
+    R = P if P > 0 else H
+    g0 = prog[r, GATES]
+    gates = sc[g0:g0 + 4 * H]
+    h = st[prog[r, STATE_H]:prog[r, STATE_H] + R]
+    c = st[prog[r, STATE_C]:prog[r, STATE_C] + H]
+    cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
+    p0 = prog[r, PEEPHOLE]
+    peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
+    acc = sc[prog[r, ACC]:prog[r, ACC] + 4 * H]
+    set_bias(gates, w, prog[r, BIAS], 4 * H)
+    mv(gates, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 4 * H, 0, 4 * H, acc)
+    mv(gates, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], R, 4 * H, 0, 4 * H, acc)
+    if P > 0:
+        hf0 = prog[r, HFULL]
+        hfull = sc[hf0:hf0 + H]
+        lstm_pointwise(gates, c, hfull, H, cfg, peep)
+        set_bias(h, w, -1, P)
+        mv(h, hfull, w, prog[r, W_HR], prog[r, W_HR_SCALE], H, P, 0, P, acc)
+    else:
+        lstm_pointwise(gates, c, h, H, cfg, peep)
+    out = sc[o0:o0 + R]
+    for j in range(R):
+        out[j] = h[j]
+    if prog[r, OUTPUT_CELL]:
+        outc = sc[o0 + R:o0 + R + H]
+        for j in range(H):
+            outc[j] = c[j]
+
+
+@njit(inline="always", **KERNEL)
+def step_streams(prog, r, w, mem, S):
+    """All streams at once (float weights): the mat-vecs as matmat_acc, bit-identical per
+    stream to step(). Returns False (not handled) for int8 weights."""
+    if prog[r, W_IH_SCALE] >= 0 or prog[r, W_HH_SCALE] >= 0 or prog[r, W_HR_SCALE] >= 0:
+        return False
+    n = mem.shape[0]
+    i0 = S + prog[r, IN]
+    o0 = S + prog[r, OUT]
+    I = prog[r, IN_SIZE]
+    H = prog[r, HIDDEN]
+    P = prog[r, PROJ]
+    R = P if P > 0 else H
+    g0 = S + prog[r, GATES]
+    h0 = prog[r, STATE_H]
+    c0 = prog[r, STATE_C]
+    cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
+    p0 = prog[r, PEEPHOLE]
+    peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
+    for b in range(n):
+        set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
+    matmat_acc(mem, g0, mem, i0, w, prog[r, W_IH], I, 4 * H)
+    matmat_acc(mem, g0, mem, h0, w, prog[r, W_HH], R, 4 * H)
+    hf0 = S + prog[r, HFULL]
+    for b in range(n):
+        row = mem[b]
+        if P > 0:
+            lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[hf0:hf0 + H], H, cfg, peep)
+            set_bias(row[h0:h0 + P], w, -1, P)
+        else:
+            lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[h0:h0 + H], H, cfg, peep)
+    if P > 0:
+        matmat_acc(mem, h0, mem, hf0, w, prog[r, W_HR], H, P)
+    for b in range(n):
+        row = mem[b]
+        for j in range(R):
+            row[o0 + j] = row[h0 + j]
+        if prog[r, OUTPUT_CELL]:
+            for j in range(H):
+                row[o0 + R + j] = row[c0 + j]
+    return True
+
+
+@njit(**KERNEL)
+def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
+    """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R),
+    or (T, B, R + H) to also output the cell state after h."""
+    T, B, G = gx.shape
+    H = G // 4
+    R = w_hh.shape[0]
+    P = w_hr.shape[1]
+    whh = w_hh.ravel()
+    whr = w_hr.ravel()
+    if B > 1 and full_length(lengths, T):
+        hs = np.empty((B, R), np.float32)
+        cs = np.empty((B, H), np.float32)
+        for b in range(B):
+            hs[b] = h0
+            cs[b] = c0
+        gb = np.empty((B, G), np.float32)
+        hf = np.empty((B, H), np.float32)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            gb[:, :] = gx[t]
+            matmat_acc(gb, 0, hs, 0, whh, 0, R, G)
+            for b in range(B):
+                if P > 0:
+                    lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
+                else:
+                    lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
+            if P > 0:
+                hs[:, :] = 0.0
+                matmat_acc(hs, 0, hf, 0, whr, 0, H, P)
+            out[t, :, :R] = hs
+            if out.shape[2] > R:
+                out[t, :, R:] = cs
+        return
+    gates = np.empty(G, np.float32)
+    hfull = np.empty(H, np.float32)
+    for b in range(B):
+        h = h0.copy()
+        c = c0.copy()
+        L = lengths[b]
+        for s in range(L):
+            t = L - 1 - s if reverse else s
+            for j in range(G):
+                gates[j] = gx[t, b, j]
+            matvec_acc(gates, h, whh, 0, R, G)
+            if P > 0:
+                lstm_pointwise(gates, c, hfull, H, cfg, peep)
+                set_bias(h, whr, -1, P)
+                matvec_acc(h, hfull, whr, 0, H, P)
+            else:
+                lstm_pointwise(gates, c, h, H, cfg, peep)
+            for j in range(R):
+                out[t, b, j] = h[j]
+            if out.shape[2] > R:
+                for j in range(H):
+                    out[t, b, R + j] = c[j]
+
+
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    """Whole sequences: one input projection for all steps, then the recurrence."""
+    a, w = node.attrs, node.weights
+    x = ins[0]
+    T, B, _ = x.shape
+    H, P = a["hidden_size"], a.get("proj_size", 0)
+    out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
+    whr = w.get("W_hr", np.zeros((0, 0), np.float32))
+    peep = w.get("peephole", np.zeros(0, np.float32))
+    lstm_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
+                  initial(node, "h0", P or H), initial(node, "c0", H), bool(a.get("reverse")),
+                  lengths, plan.cfg[node.name], np.ascontiguousarray(peep), out)
+    return out
+
+
+def describe(node, out_size: int) -> str:
+    a = node.attrs
+    return f"LSTM {a['input_size']}->{a['hidden_size']}" + (
+        f" proj {a['proj_size']}" if a.get("proj_size") else "")
+
+
+OPS = (OpDef("LSTM", spec, emit, recurrent=True, matrix_roles=("W_ih", "W_hh", "W_hr"),
+             run_sequence=run_sequence, describe=describe),)
