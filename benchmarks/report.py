@@ -128,10 +128,8 @@ def markdown(res: dict) -> str:
            + "; onnxruntime " + (f"{th['onnxruntime']['intra_op_num_threads']} intra-op / "
                                  f"{th['onnxruntime']['inter_op_num_threads']} inter-op, no spinning, "
                                  f"sequential" if "onnxruntime" in th else "n/a")
-           + "; lstm-infer defaults (single-threaded kernels"
-           + (f"; numpy's BLAS, used by run() for input projections: "
-              f"{th['lstm-infer']['numpy_blas'].get('threads')} threads"
-              if th.get("lstm-infer", {}).get("numpy_blas", {}).get("threads") else "") + ").",
+           + "; lstm-infer defaults (single-threaded Numba kernels; run() does its input "
+             "projections with the single-threaded Numba `matmat_acc` kernel, no BLAS).",
            "",
            "Same random weights in every engine (PyTorch default init, seed "
            f"{res['config']['seed']}); inputs standard normal; the Linear head has as many outputs as "

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engines import configure_torch, make_engine, numpy_blas_threads, thread_settings
+from .engines import configure_torch, make_engine, thread_settings
 from .models import Bundle, ModelSpec, build_bundle, torch_module
 from .timing import Job, TimingConfig, interleaved, summarize
 
@@ -293,8 +293,6 @@ def section_chunk(suite: Suite) -> dict:
 def section_throughput(suite: Suite) -> dict:
     cfg, rows = suite.cfg, []
     names = ["lstm-infer", "onnxruntime", "torch-rnn"]
-    if (numpy_blas_threads().get("threads") or 1) > 1:
-        names.insert(1, "lstm-infer-blas1")
     for spec in cfg.models(layers=cfg.throughput_layers):
         b = suite.bundle(spec)
         engines = {n: make_engine(n, b) for n in names}
@@ -332,11 +330,9 @@ def section_throughput(suite: Suite) -> dict:
                 suite.log(f"  throughput {spec.label} T={T} B={B}: " + ", ".join(
                     f"{n} {stats[n]['median'] * 1e3:.0f} ns/step" for n in names))
     note = (f"T is cut below the requested length where one call would exceed "
-            f"{cfg.throughput_flop_cap:.2g} FLOPs (to fit the time budget)")
-    if "lstm-infer-blas1" in names:
-        note += ("; `lstm-infer, numpy BLAS 1 thread` is lstm-infer with numpy's BLAS held to one "
-                 "thread during its calls (not a default: run() does its input projections with "
-                 "numpy matmul, and numpy's BLAS uses every core by default); targets use the default")
+            f"{cfg.throughput_flop_cap:.2g} FLOPs (to fit the time budget). lstm-infer's run() "
+            f"computes each layer's input projection for all steps with its single-threaded Numba "
+            f"kernel (matmat_acc), then loops the recurrence; it calls no BLAS")
     return {"unit": "us per sequence step (call time / (B*T))", "engines": names, "rows": rows,
             "note": note}
 
@@ -607,9 +603,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"),
                     help="where latest.json/.md/.png go (default: benchmarks/results)")
     ap.add_argument("--name", default="latest", help="base name of the result files")
-    ap.add_argument("--blas-threads", type=int, default=0,
-                    help="set numpy's BLAS (OpenBLAS) thread count, which lstm-infer's run() uses "
-                         "for its input projections (default: leave it as it is)")
     args = ap.parse_args(argv)
 
     cfg = quick_config() if args.quick else SuiteConfig()
@@ -630,9 +623,6 @@ def main(argv=None) -> int:
             t.rounds = args.rounds
 
     from . import report
-    if args.blas_threads:
-        from .engines import numpy_blas_threads
-        numpy_blas_threads(args.blas_threads)
     res = run_suite(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = report.write_all(res, args.out_dir, args.name)
