@@ -177,14 +177,16 @@ def markdown(res: dict) -> str:
         out += [f"## Start-up: fresh process to first output ({sec['model']['label']})", "",
                 sec["note"], "",
                 "| engine | Numba cache | first output s (median / max) | ratio | of which, ms: "
-                "interpreter | imports | load | first call |", "|---|---|---|---|---|---|---|---|"]
+                "interpreter | imports | load | first call | peak RSS, MiB |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in sec["rows"]:
             ms = {k: _f(r[k]["median"] * 1e3) for k in ("interpreter_s", "import_s", "load_s",
                                                           "first_call_s")}
+            rss = r.get("peak_rss_mib")
             out.append(f"| {_label(r['engine'])} | {r['cache'] if r['engine'] == 'lstm-infer' else 'n/a'} | "
                        f"{_f(r['first_output_s']['median'])} / {_f(r['first_output_s']['max'])} | "
                        f"{_r(r['ratio'])} | {ms['interpreter_s']} | {ms['import_s']} | "
-                       f"{ms['load_s']} | {ms['first_call_s']} |")
+                       f"{ms['load_s']} | {ms['first_call_s']} | {_f(rss['median']) if rss else '-'} |")
         out += [""] + [f"{'PASS' if t['pass'] else '**FAIL**'} {t['name']} ({t['detail']})"
                        for t in sec["targets"]] + [""]
         out += ["### Model load time (in-process, ms) and file size (bytes)", "",

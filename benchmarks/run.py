@@ -383,13 +383,17 @@ def _child(engine: str, path: str, spec: ModelSpec, env: dict) -> dict:
     t = json.loads(line)
     return {"first_output_s": (t["t_output"] - t0) / 1e9, "process_s": (t_exit - t0) / 1e9,
             "interpreter_s": (t["t_start"] - t0) / 1e9, "import_s": (t["t_import"] - t["t_start"]) / 1e9,
-            "load_s": (t["t_load"] - t["t_import"]) / 1e9, "first_call_s": (t["t_output"] - t["t_load"]) / 1e9}
+            "load_s": (t["t_load"] - t["t_import"]) / 1e9, "first_call_s": (t["t_output"] - t["t_load"]) / 1e9,
+            "peak_rss_mib": t.get("peak_rss_mib")}
 
 
 def _startup_stats(runs: list[dict]) -> dict:
     out = {"runs": runs}
     for k in runs[0]:
         vals = [r[k] for r in runs]
+        if any(v is None for v in vals):
+            out[k] = None
+            continue
         out[k] = {"median": float(np.median(vals)), "max": float(np.max(vals)), "min": float(np.min(vals))}
     return out
 
@@ -458,7 +462,8 @@ def section_startup(suite: Suite) -> dict:
                       "ratios": {n: times[n] / times["lstm-infer"] for n in times}})
     return {"model": spec.as_dict(), "rows": rows, "targets": targets, "loads": loads,
             "note": "first output = from the parent's spawn of `python child.py` to the child's "
-                    "first output (interpreter start, imports, load, first call); warm = default "
+                    "first output (interpreter start, imports, load, first call); peak RSS = the "
+                    "child's VmHWM at its first output; warm = default "
                     "Numba cache already filled, empty = NUMBA_CACHE_DIR set to a fresh directory. "
                     "Load: in-process, lstm_infer.load / ort.InferenceSession / torch module "
                     "construction + torch.load(weights_only=True) + load_state_dict."}
