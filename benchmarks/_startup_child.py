@@ -3,7 +3,8 @@
     python _startup_child.py ENGINE MODEL_PATH OP LAYERS INPUT HIDDEN
 
 Imports the engine, loads the model, produces one output, and prints one JSON line of
-CLOCK_MONOTONIC timestamps (ns; comparable with the parent's time.monotonic_ns()).
+CLOCK_MONOTONIC timestamps (ns; comparable with the parent's time.monotonic_ns()) and the
+process's peak resident memory at that point (VmHWM, MiB; None where unavailable).
 """
 import time
 
@@ -62,8 +63,22 @@ def main() -> None:
         raise SystemExit(f"unknown engine {engine}")
     t_out = time.monotonic_ns()
     assert y is not None
-    print(json.dumps({"t_start": _t_start, "t_import": t_import, "t_load": t_load, "t_output": t_out}),
-          flush=True)
+    print(json.dumps({"t_start": _t_start, "t_import": t_import, "t_load": t_load, "t_output": t_out,
+                      "peak_rss_mib": peak_rss_mib()}), flush=True)
+
+
+def peak_rss_mib():
+    """This process image's peak resident memory (VmHWM), MiB; None where unavailable.
+    Not getrusage's ru_maxrss: that survives exec, so a child of a big parent reports the
+    parent's resident size at fork time."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 if __name__ == "__main__":

@@ -12,26 +12,26 @@ returned as the engine returns them and converted to numpy only for the agreemen
 
 Thread settings (the issue's rules): PyTorch `torch.set_num_threads(1)` (and one
 inter-op thread) under `torch.inference_mode()`; onnxruntime with one intra-op and one
-inter-op thread, spinning disabled, sequential execution; lstm-infer as it comes.
+inter-op thread, spinning disabled, sequential execution; lstm-infer as it comes: its
+kernels are single-threaded Numba code, run()'s input projections included (the
+`matmat_acc` kernel since 7801957), so no BLAS library is called on any timed path.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 
 from .models import Bundle
 
 __all__ = ["ENGINES", "LABELS", "make_engine", "configure_torch", "ort_session_options",
-           "thread_settings", "numpy_blas_threads", "blas_threads"]
+           "thread_settings"]
 
 LABELS = {
     "lstm-infer": "lstm-infer",
     "onnxruntime": "onnxruntime",
     "torch-cell": "PyTorch cells",
     "torch-rnn": "PyTorch nn.LSTM/GRU",
-    "lstm-infer-blas1": "lstm-infer, numpy BLAS 1 thread",
 }
 ENGINES = ("lstm-infer", "onnxruntime", "torch-cell", "torch-rnn")
 
@@ -62,66 +62,6 @@ def ort_session_options():
     return so
 
 
-_OPENBLAS: list = []
-
-
-def _openblas():
-    """numpy's bundled OpenBLAS: (library path, get_num_threads, set_num_threads), or None."""
-    if not _OPENBLAS:
-        _OPENBLAS.append(_find_openblas())
-    return _OPENBLAS[0]
-
-
-def _find_openblas():
-    import ctypes
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    for lib in sorted(libs):
-        try:
-            h = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for get, set_ in (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-                          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-                          ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-                          ("openblas_get_num_threads", "openblas_set_num_threads")):
-            if hasattr(h, get) and hasattr(h, set_):
-                return lib, getattr(h, get), getattr(h, set_)
-    return None
-
-
-def numpy_blas_threads(set_to: int | None = None) -> dict:
-    """Threads of numpy's BLAS (OpenBLAS): lstm-infer's run() does its input projections
-    with numpy matmul, so this setting is part of its configuration. Optionally set it."""
-    np.ones((2, 2)) @ np.ones((2, 2))  # make sure the library is loaded
-    ob = _openblas()
-    if ob is None:
-        return {"library": None, "threads": None}
-    lib, get, set_ = ob
-    if set_to is not None:
-        set_(int(set_to))
-    return {"library": os.path.basename(lib), "threads": int(get())}
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """numpy's BLAS limited to n threads inside the block (no-op where it cannot be set)."""
-    ob = _openblas()
-    if ob is None:
-        yield
-        return
-    _, get, set_ = ob
-    before = int(get())
-    set_(int(n))
-    try:
-        yield
-    finally:
-        set_(before)
-
-
 def thread_settings() -> dict:
     out = {}
     try:
@@ -147,7 +87,8 @@ def thread_settings() -> dict:
     import numba
     out["lstm-infer"] = {"settings": "defaults", "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
                          "kernels": "single-threaded (no parallel=True kernels)",
-                         "numpy_blas": numpy_blas_threads()}
+                         "input_projection": "run(): single-threaded Numba matmat_acc kernel "
+                                             "(no BLAS call)"}
     return out
 
 
@@ -212,16 +153,6 @@ class LstmInferEngine(Engine):
 
     def pool_out(self, Y):
         return np.asarray(Y)
-
-
-class LstmInferBlas1Engine(LstmInferEngine):
-    """lstm-infer with numpy's BLAS held to one thread while it runs (not a default setting:
-    shown next to the default because run() does its input projections with numpy matmul,
-    whose multi-threaded BLAS is erratic on a small, shared machine)."""
-    name = "lstm-infer-blas1"
-
-    def context(self):
-        return blas_threads(1)
 
 
 class OrtEngine(Engine):
@@ -409,8 +340,7 @@ class TorchRnnEngine(_TorchEngine):
         return Y.numpy().transpose(1, 0, 2)
 
 
-_CLASSES = {c.name: c for c in (LstmInferEngine, LstmInferBlas1Engine, OrtEngine, TorchCellEngine,
-                                 TorchRnnEngine)}
+_CLASSES = {c.name: c for c in (LstmInferEngine, OrtEngine, TorchCellEngine, TorchRnnEngine)}
 
 
 def make_engine(name: str, bundle: Bundle) -> Engine:

@@ -128,10 +128,8 @@ def markdown(res: dict) -> str:
            + "; onnxruntime " + (f"{th['onnxruntime']['intra_op_num_threads']} intra-op / "
                                  f"{th['onnxruntime']['inter_op_num_threads']} inter-op, no spinning, "
                                  f"sequential" if "onnxruntime" in th else "n/a")
-           + "; lstm-infer defaults (single-threaded kernels"
-           + (f"; numpy's BLAS, used by run() for input projections: "
-              f"{th['lstm-infer']['numpy_blas'].get('threads')} threads"
-              if th.get("lstm-infer", {}).get("numpy_blas", {}).get("threads") else "") + ").",
+           + "; lstm-infer defaults (single-threaded Numba kernels; run() does its input "
+             "projections with the single-threaded Numba `matmat_acc` kernel, no BLAS).",
            "",
            "Same random weights in every engine (PyTorch default init, seed "
            f"{res['config']['seed']}); inputs standard normal; the Linear head has as many outputs as "
@@ -179,14 +177,16 @@ def markdown(res: dict) -> str:
         out += [f"## Start-up: fresh process to first output ({sec['model']['label']})", "",
                 sec["note"], "",
                 "| engine | Numba cache | first output s (median / max) | ratio | of which, ms: "
-                "interpreter | imports | load | first call |", "|---|---|---|---|---|---|---|---|"]
+                "interpreter | imports | load | first call | peak RSS, MiB |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in sec["rows"]:
             ms = {k: _f(r[k]["median"] * 1e3) for k in ("interpreter_s", "import_s", "load_s",
                                                           "first_call_s")}
+            rss = r.get("peak_rss_mib")
             out.append(f"| {_label(r['engine'])} | {r['cache'] if r['engine'] == 'lstm-infer' else 'n/a'} | "
                        f"{_f(r['first_output_s']['median'])} / {_f(r['first_output_s']['max'])} | "
                        f"{_r(r['ratio'])} | {ms['interpreter_s']} | {ms['import_s']} | "
-                       f"{ms['load_s']} | {ms['first_call_s']} |")
+                       f"{ms['load_s']} | {ms['first_call_s']} | {_f(rss['median']) if rss else '-'} |")
         out += [""] + [f"{'PASS' if t['pass'] else '**FAIL**'} {t['name']} ({t['detail']})"
                        for t in sec["targets"]] + [""]
         out += ["### Model load time (in-process, ms) and file size (bytes)", "",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engines import configure_torch, make_engine, numpy_blas_threads, thread_settings
+from .engines import configure_torch, make_engine, thread_settings
 from .models import Bundle, ModelSpec, build_bundle, torch_module
 from .timing import Job, TimingConfig, interleaved, summarize
 
@@ -293,8 +293,6 @@ def section_chunk(suite: Suite) -> dict:
 def section_throughput(suite: Suite) -> dict:
     cfg, rows = suite.cfg, []
     names = ["lstm-infer", "onnxruntime", "torch-rnn"]
-    if (numpy_blas_threads().get("threads") or 1) > 1:
-        names.insert(1, "lstm-infer-blas1")
     for spec in cfg.models(layers=cfg.throughput_layers):
         b = suite.bundle(spec)
         engines = {n: make_engine(n, b) for n in names}
@@ -332,11 +330,9 @@ def section_throughput(suite: Suite) -> dict:
                 suite.log(f"  throughput {spec.label} T={T} B={B}: " + ", ".join(
                     f"{n} {stats[n]['median'] * 1e3:.0f} ns/step" for n in names))
     note = (f"T is cut below the requested length where one call would exceed "
-            f"{cfg.throughput_flop_cap:.2g} FLOPs (to fit the time budget)")
-    if "lstm-infer-blas1" in names:
-        note += ("; `lstm-infer, numpy BLAS 1 thread` is lstm-infer with numpy's BLAS held to one "
-                 "thread during its calls (not a default: run() does its input projections with "
-                 "numpy matmul, and numpy's BLAS uses every core by default); targets use the default")
+            f"{cfg.throughput_flop_cap:.2g} FLOPs (to fit the time budget). lstm-infer's run() "
+            f"computes each layer's input projection for all steps with its single-threaded Numba "
+            f"kernel (matmat_acc), then loops the recurrence; it calls no BLAS")
     return {"unit": "us per sequence step (call time / (B*T))", "engines": names, "rows": rows,
             "note": note}
 
@@ -387,13 +383,17 @@ def _child(engine: str, path: str, spec: ModelSpec, env: dict) -> dict:
     t = json.loads(line)
     return {"first_output_s": (t["t_output"] - t0) / 1e9, "process_s": (t_exit - t0) / 1e9,
             "interpreter_s": (t["t_start"] - t0) / 1e9, "import_s": (t["t_import"] - t["t_start"]) / 1e9,
-            "load_s": (t["t_load"] - t["t_import"]) / 1e9, "first_call_s": (t["t_output"] - t["t_load"]) / 1e9}
+            "load_s": (t["t_load"] - t["t_import"]) / 1e9, "first_call_s": (t["t_output"] - t["t_load"]) / 1e9,
+            "peak_rss_mib": t.get("peak_rss_mib")}
 
 
 def _startup_stats(runs: list[dict]) -> dict:
     out = {"runs": runs}
     for k in runs[0]:
         vals = [r[k] for r in runs]
+        if any(v is None for v in vals):
+            out[k] = None
+            continue
         out[k] = {"median": float(np.median(vals)), "max": float(np.max(vals)), "min": float(np.min(vals))}
     return out
 
@@ -462,7 +462,8 @@ def section_startup(suite: Suite) -> dict:
                       "ratios": {n: times[n] / times["lstm-infer"] for n in times}})
     return {"model": spec.as_dict(), "rows": rows, "targets": targets, "loads": loads,
             "note": "first output = from the parent's spawn of `python child.py` to the child's "
-                    "first output (interpreter start, imports, load, first call); warm = default "
+                    "first output (interpreter start, imports, load, first call); peak RSS = the "
+                    "child's VmHWM at its first output; warm = default "
                     "Numba cache already filled, empty = NUMBA_CACHE_DIR set to a fresh directory. "
                     "Load: in-process, lstm_infer.load / ort.InferenceSession / torch module "
                     "construction + torch.load(weights_only=True) + load_state_dict."}
@@ -607,9 +608,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"),
                     help="where latest.json/.md/.png go (default: benchmarks/results)")
     ap.add_argument("--name", default="latest", help="base name of the result files")
-    ap.add_argument("--blas-threads", type=int, default=0,
-                    help="set numpy's BLAS (OpenBLAS) thread count, which lstm-infer's run() uses "
-                         "for its input projections (default: leave it as it is)")
     args = ap.parse_args(argv)
 
     cfg = quick_config() if args.quick else SuiteConfig()
@@ -630,9 +628,6 @@ def main(argv=None) -> int:
             t.rounds = args.rounds
 
     from . import report
-    if args.blas_threads:
-        from .engines import numpy_blas_threads
-        numpy_blas_threads(args.blas_threads)
     res = run_suite(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = report.write_all(res, args.out_dir, args.name)

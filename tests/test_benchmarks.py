@@ -50,6 +50,14 @@ def test_result_structure(result):
                 assert {"median", "p99", "max"} <= set(s) and s["n"] >= 1
                 assert set(row["ratios"][e]) == {"median", "p99", "max"}
             assert row["ratios"]["lstm-infer"]["median"] == pytest.approx(1.0)
+    # The engines each section times, and nothing else: lstm-infer appears once (no variant of
+    # it under a thread setting that changes nothing: its kernels, run()'s input projections
+    # included, are single-threaded Numba code and call no BLAS).
+    assert secs["per_step"]["engines"] == ["lstm-infer", "onnxruntime", "torch-cell", "torch-rnn"]
+    assert secs["chunk"]["engines"] == ["lstm-infer", "onnxruntime", "torch-rnn"]
+    assert secs["throughput"]["engines"] == ["lstm-infer", "onnxruntime", "torch-rnn"]
+    assert secs["streams"]["engines"] == ["lstm-infer", "onnxruntime", "torch-cell"]
+    assert "numpy_blas" not in env["threads"]["lstm-infer"]
     assert {r["chunk"] for r in secs["chunk"]["rows"]} == {1, 16}
     assert {r["streams"] for r in secs["streams"]["rows"]} == {1, 4}
     for row in secs["accuracy"]["rows"]:
@@ -62,4 +70,7 @@ def test_report_files(result, tmp_path):
         assert json.load(f)["agreement"]["passed"] is True
     md = (tmp_path / "smoke.md").read_text()
     assert "Per-step latency" in md and "lstm-infer" in md and "x" in md
+    # run() has used the Numba matmat_acc kernel, not numpy's BLAS, since 7801957
+    assert "BLAS 1 thread" not in md and "numpy's BLAS" not in md
+    assert "matmat_acc" in md
     assert str(tmp_path / "smoke.md") in paths
