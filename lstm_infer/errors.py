@@ -7,3 +7,9 @@ class ModelFormatError(ValueError):
 
 class NotStreamableError(RuntimeError):
     """The model cannot run one step at a time (for example it has a reverse-direction layer)."""
+
+
+class SpecError(Exception):
+    """Internal: something in a graph document is invalid (an attribute, a weight, a name).
+    Raised by the op specs; parse_graph adds where and re-raises it as ModelFormatError,
+    so users never see this type."""

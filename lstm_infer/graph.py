@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, SpecError
 from .ops import OPS
-from .ops.base import SpecError, integer
+from .ops.base import integer
 
 @dataclass
 class Node:

@@ -15,14 +15,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..errors import SpecError
+
 PROG_WIDTH = 24  # int64 fields per program row; the widest op (LSTM) uses 21
 OPCODE, IN, OUT = 0, 1, 2  # fields every row has: opcode, input offset, output offset
 MAX_SIZE = 1 << 20  # largest feature size we accept from a file
-
-
-class SpecError(Exception):
-    """Something in a graph document is invalid: an attribute, a weight, a name (the
-    validator adds where, and parse_graph turns it into ModelFormatError)."""
 
 
 @dataclass
