@@ -17,6 +17,8 @@ import numpy as np
 
 import lstm_infer
 from lstm_infer.bench import bench_model, format_bench, latency_stats, max_abs_difference
+from lstm_infer.dataio import (check_output, fit_input, input_lines, read_input, stream_lines,
+                               write_output)
 from lstm_infer.errors import ModelFormatError, NotStreamableError
 from lstm_infer.precompile import compile_kernels
 
@@ -212,7 +214,7 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
     tolerance.
     """
     converters = _converters()
-    inputs = _read_input(input_path) if input_path else None
+    inputs = read_input(input_path) if input_path else None
     try:
         report = converters.verify_file(file, src, inputs=inputs)
     except ImportError as e:
@@ -309,61 +311,8 @@ def quantize(src: str, out: str, dtype: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# data files
+# run
 # --------------------------------------------------------------------------------------
-def _parse_floats(line: str) -> list[float]:
-    """One CSV row of numbers (commas; whitespace-separated also accepted)."""
-    fields = line.split(",") if "," in line else line.split()
-    return [float(f) for f in fields]
-
-
-def read_csv(path: str) -> np.ndarray:
-    """One time step per row; a non-numeric first line is a header and skipped."""
-    rows: list[list[float]] = []
-    width = None
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                vals = _parse_floats(line)
-            except ValueError:
-                if not rows and width is None:
-                    width = -1  # header seen
-                    continue
-                raise ValueError(f"{path}: line {lineno}: not a row of numbers: "
-                                 f"{line.strip()[:60]!r}") from None
-            if rows and len(vals) != len(rows[0]):
-                raise ValueError(f"{path}: line {lineno} has {len(vals)} values, earlier rows "
-                                 f"have {len(rows[0])}")
-            rows.append(vals)
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    return np.asarray(rows, dtype=np.float32)
-
-
-def _read_input(path: str) -> np.ndarray:
-    low = path.lower()
-    if low.endswith(".npy"):
-        arr = np.load(path, allow_pickle=False)
-    elif low.endswith(".csv") or low.endswith(".txt"):
-        arr = read_csv(path)
-    else:
-        raise ValueError(f"{path}: unknown input format (use .npy or .csv)")
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{path}: data must be numeric, got dtype {arr.dtype}")
-    return arr
-
-
-def _write_csv(path: str, Y: np.ndarray, header: list[str] | None, precision: int) -> None:
-    fmt = f"%.{precision}g"
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        if header:
-            f.write(",".join(header) + "\n")
-        for row in Y:
-            f.write(",".join(fmt % v for v in row) + "\n")
-
-
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-i", "--input", "input_path", required=True,
@@ -386,44 +335,13 @@ def run(file: str, input_path: str, output_path: str, header: bool, precision: i
     Stateless: each sequence (or each batch row) starts from the model's initial state.
     """
     m = lstm_infer.load(file)
-    X = _read_input(input_path)
-    if X.ndim == 1 and m.input_size == 1:
-        X = X[:, None]
-    if X.ndim in (2, 3) and X.shape[-1] != m.input_size:
-        raise ValueError(f"{input_path}: each time step has {X.shape[-1]} values but the model "
-                         f"takes {m.input_size} (data shape {X.shape})")
-    out_low = output_path.lower()
-    if not out_low.endswith((".npy", ".npz", ".csv")):
-        raise ValueError(f"{output_path}: unknown output format (use .npy, .npz or .csv)")
+    X = fit_input(read_input(input_path), m.input_size, input_path)
     names = m.output_names
-    if out_low.endswith(".npy") and len(names) > 1:
-        raise ValueError(f"the model has {len(names)} outputs ({', '.join(names)}); write them "
-                         f"to .npz (one array each) or .csv (all columns side by side)")
-    if out_low.endswith(".csv") and X.ndim == 3:
-        raise ValueError("a batched (B, T, I) input gives a (B, T, O) result, which CSV cannot "
-                         "hold; write .npy or .npz")
+    check_output(output_path, names, batched=X.ndim == 3)
     t0 = time.perf_counter()
     Y = m.run(X)
     dt = time.perf_counter() - t0
-    outs = Y if isinstance(Y, dict) else {names[0]: Y}
-    if out_low.endswith(".npy"):
-        np.save(output_path, np.asarray(Y))
-        what = f"array {np.asarray(Y).shape}"
-    elif out_low.endswith(".npz"):
-        np.savez(output_path, **outs)
-        what = ", ".join(f"{k} {v.shape}" for k, v in outs.items())
-    else:
-        cols, spans, pos = [], [], 0
-        for k, v in outs.items():
-            n = v.shape[-1]
-            cols += [f"{k}[{j}]" for j in range(n)]
-            spans.append(f"{k}: columns {pos}-{pos + n - 1}" if n > 1 else f"{k}: column {pos}")
-            pos += n
-        full = np.concatenate(list(outs.values()), axis=-1)
-        _write_csv(output_path, full, cols if header else None, precision)
-        what = f"{full.shape[0]} rows x {full.shape[1]} columns"
-        if len(outs) > 1:
-            what += " (" + "; ".join(spans) + ")"
+    what = write_output(output_path, Y, names, header, precision)
     steps = X.shape[-2] * (X.shape[0] if X.ndim == 3 else 1)
     click.echo(f"wrote {output_path}: {what}; {steps} steps in {dt * 1e3:.1f} ms", err=True)
 
@@ -452,57 +370,22 @@ def stream(file: str, on_error: str, precision: int, header: bool) -> None:
     """
     m = lstm_infer.load(file)
     s = m.stream()
-    I, O = m.input_size, m.output_size
-    x = np.zeros(I, np.float32)
-    y = np.zeros(O, np.float32)
-    fmt = f"%.{precision}g"
     stdout = sys.stdout
-    # Read bytes and decode leniently: a garbled line is reported and skipped like any
-    # other malformed line instead of ending the stream with a decode error.
-    raw = getattr(sys.stdin, "buffer", None)
-    if raw is not None:
-        readline = lambda: raw.readline().decode("utf-8", "replace")  # noqa: E731
-    else:
-        readline = sys.stdin.readline
-    skip_header = header
+    lines = stream_lines(s, input_lines(sys.stdin), m.input_size, m.output_size, precision,
+                         header)
     n_bad = 0
-    lineno = 0
     try:
-        for line in iter(readline, ""):
-            lineno += 1
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if skip_header:
-                skip_header = False
-                continue
-            problem = None
-            try:
-                vals = _parse_floats(text)
-            except ValueError:
-                problem = f"not a row of numbers: {text[:60]!r}"
-            else:
-                if len(vals) != I:
-                    problem = f"expected {I} values, got {len(vals)}"
-                else:
-                    x[:] = vals
-                    if not np.isfinite(x).all():
-                        problem = "NaN or Inf value"
+        for lineno, out, problem in lines:
             if problem is None:
-                try:
-                    s.step(x, out=y)
-                except ValueError as e:  # the stream refused the step; state untouched
-                    problem = _one_line(e)
-            if problem is not None:
-                n_bad += 1
-                if on_error == "stop":
-                    click.echo(f"error: line {lineno}: {problem}; stopping", err=True)
-                    sys.exit(1)
-                sys.stderr.write(f"warning: line {lineno}: {problem}; skipped\n")
-                sys.stderr.flush()
+                stdout.write(out + "\n")
+                stdout.flush()
                 continue
-            stdout.write(",".join(fmt % v for v in y) + "\n")
-            stdout.flush()
+            n_bad += 1
+            if on_error == "stop":
+                click.echo(f"error: line {lineno}: {problem}; stopping", err=True)
+                sys.exit(1)
+            sys.stderr.write(f"warning: line {lineno}: {problem}; skipped\n")
+            sys.stderr.flush()
     except KeyboardInterrupt:
         stdout.flush()
         sys.exit(130)
