@@ -21,6 +21,7 @@ from lstm_infer.dataio import (check_output, fit_input, input_lines, read_input,
                                write_output)
 from lstm_infer.errors import ModelFormatError, NotStreamableError
 from lstm_infer.precompile import compile_kernels
+from lstm_infer.summary import describe, format_details
 
 # bench_model, latency_stats, compile_kernels: public here before they moved; re-exported.
 __all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
@@ -230,37 +231,6 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
 # --------------------------------------------------------------------------------------
 # inspect
 # --------------------------------------------------------------------------------------
-def _node_params(node) -> int:
-    return sum(int(w.size) for r, w in node.weights.items()
-               if r not in ("h0", "c0") and not r.endswith(".scale"))
-
-
-def describe(model) -> dict:
-    """Everything `inspect` shows, as plain JSON-able data."""
-    g = model.graph
-    return {
-        "path": model.path,
-        "file_size": model.file_size,
-        "dtype": model.dtype,
-        "input_size": model.input_size,
-        "output_size": model.output_size,
-        "inputs": [{"name": n, "size": s} for n, s in g.inputs],
-        "outputs": [{"name": n, "size": s} for n, s in g.outputs],
-        "parameters": g.param_count(),
-        "layers": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
-                    "output": n.outputs[0], "output_size": g.sizes[n.outputs[0]],
-                    "attrs": n.attrs, "parameters": _node_params(n),
-                    "initial_state": sorted(r for r in n.weights if r in ("h0", "c0"))}
-                   for n in g.nodes],
-        "state": [{"name": s.name, "size": s.size} for s in model.plan.state_slots],
-        "weight_dtypes": model.weight_dtypes(),
-        "compression_ratio": round(model.compression_ratio(), 3),
-        "streamable": model.streamable,
-        "reverse_layers": list(g.reverse_nodes),
-        "provenance": model.provenance,
-    }
-
-
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True,
@@ -274,20 +244,8 @@ def inspect(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    click.echo(m.summary())
-    if len(info["outputs"]) > 1:
-        click.echo("  outputs: " + ", ".join(f"{o['name']} ({o['size']})" for o in info["outputs"]))
-    state = info["state"]
-    click.echo("  state: " + (", ".join(f"{s['name']} ({s['size']})" for s in state)
-                              if state else "none"))
-    if m.dtype != "fp32":
-        dts = info["weight_dtypes"]
-        click.echo("  weights: " + ", ".join(f"{k} {v}" for k, v in dts.items() if v != "fp32")
-                   + f"; others fp32; int8 matrices carry one float32 scale per output unit")
-    prov = info["provenance"]
-    if prov:
-        click.echo("  provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()
-                                                if v not in (None, "")))
+    click.echo(m.summary())  # Model.summary() is summary.format_summary()
+    click.echo(format_details(info))
 
 
 @cli.command()
