@@ -1,9 +1,9 @@
 """The `lstm-infer` command line: convert, inspect, run, stream, verify, bench, compile.
 
-Every user-facing failure (bad file, bad input, bad option, missing extra) is one line
-on stderr and exit code 1; `lstm-infer --debug CMD ...` shows the traceback instead.
-The runtime commands need only numpy + numba + click; `convert` and `verify` import the
-converters (and through them torch / onnx) only when they run.
+A thin layer: argument parsing, printing and exit codes. The work is done by library
+modules (bench, dataio, precompile, summary; the converters for convert/verify, imported
+only when those run, so the runtime commands need only numpy + numba + click). Every
+user-facing failure is one line on stderr and exit code 1; `--debug` shows the traceback.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ __all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
 USER_ERRORS = (ValueError, TypeError, OSError, NotStreamableError, ModelFormatError)
 
 _EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False)
 
 
 def _one_line(e: BaseException) -> str:
@@ -96,9 +97,7 @@ def cli(debug: bool) -> None:
     """
 
 
-# --------------------------------------------------------------------------------------
-# convert / verify (need the converters and torch/onnx; imported lazily)
-# --------------------------------------------------------------------------------------
+# ---- convert / verify (need the converters and torch/onnx; imported lazily) ----------
 def _missing_extra(e: ImportError, src: str) -> click.ClickException:
     name = (e.name or "").split(".")[0]
     if name in _EXTRAS:
@@ -145,7 +144,7 @@ def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=_EXISTING_FILE)
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The .lstm file to write.")
 @click.option("--list-ops", is_flag=True, is_eager=True, expose_value=False, callback=_list_ops,
@@ -200,11 +199,11 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="Also compare on this input: .npy of shape (T, I) or "
-                                 "(B, T, I), or .csv with one time step per row.")
+@click.argument("file", type=_EXISTING_FILE)
+@click.argument("src", type=_EXISTING_FILE)
+@click.option("--input", "input_path", type=_EXISTING_FILE, default=None,
+              help="Also compare on this input: .npy of shape (T, I) or (B, T, I), or .csv "
+                   "with one time step per row.")
 @click.option("--tolerance", type=float, default=None,
               help="Max abs error allowed (default: the verifier's, 1e-4 for fp32).")
 def verify(file: str, src: str, input_path: str | None, tolerance: float | None) -> None:
@@ -228,11 +227,9 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
             f"max abs error {report.max_abs_error:.3g} is above the tolerance {report.tolerance:g}")
 
 
-# --------------------------------------------------------------------------------------
-# inspect
-# --------------------------------------------------------------------------------------
+# ---- inspect -------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON object (path, file_size, dtype, input/output sizes, "
                    "parameters, layers, state, streamable, provenance) instead of text.")
@@ -249,7 +246,7 @@ def inspect(file: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=_EXISTING_FILE)
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the compressed .lstm file.")
 @click.option("--dtype", type=click.Choice(["fp16", "int8"]), required=True,
@@ -268,13 +265,10 @@ def quantize(src: str, out: str, dtype: str) -> None:
     click.echo(f"max abs difference from {src} on random unit-scale inputs: {err:.3g}")
 
 
-# --------------------------------------------------------------------------------------
-# run
-# --------------------------------------------------------------------------------------
+# ---- run -----------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-i", "--input", "input_path", required=True,
-              type=click.Path(exists=True, dir_okay=False),
+@click.argument("file", type=_EXISTING_FILE)
+@click.option("-i", "--input", "input_path", required=True, type=_EXISTING_FILE,
               help="Input data: .npy of shape (T, I) or a batch (B, T, I) (1-D (T,) is "
                    "accepted when I == 1), or .csv with one time step per row (a "
                    "non-numeric first line is a header and skipped).")
@@ -304,11 +298,9 @@ def run(file: str, input_path: str, output_path: str, header: bool, precision: i
     click.echo(f"wrote {output_path}: {what}; {steps} steps in {dt * 1e3:.1f} ms", err=True)
 
 
-# --------------------------------------------------------------------------------------
-# stream
-# --------------------------------------------------------------------------------------
+# ---- stream --------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--on-error", type=click.Choice(["skip", "stop"]), default="skip",
               show_default=True,
               help="What to do with a malformed line (not numbers, wrong count) or a NaN/Inf "
@@ -351,11 +343,9 @@ def stream(file: str, on_error: str, precision: int, header: bool) -> None:
         click.echo(f"{n_bad} line(s) skipped", err=True)
 
 
-# --------------------------------------------------------------------------------------
-# bench
-# --------------------------------------------------------------------------------------
+# ---- bench ---------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Timed stream.step calls (random inputs); also the run() sequence length.")
 @click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True,
@@ -378,11 +368,9 @@ def bench(file: str, steps: int, warmup: int, chunk: int, as_json: bool) -> None
     click.echo(json.dumps(r, indent=2) if as_json else format_bench(r))
 
 
-# --------------------------------------------------------------------------------------
-# compile
-# --------------------------------------------------------------------------------------
+# ---- compile -------------------------------------------------------------------------
 @cli.command("compile")
-@click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("models", nargs=-1, type=_EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def compile_cmd(models: tuple[str, ...], as_json: bool) -> None:
     """Precompile every Numba kernel into the on-disk cache.
