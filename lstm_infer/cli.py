@@ -1,28 +1,29 @@
 """The `lstm-infer` command line: convert, inspect, run, stream, verify, bench, compile.
 
-Every user-facing failure (bad file, bad input, bad option, missing extra) is one line
-on stderr and exit code 1; `lstm-infer --debug CMD ...` shows the traceback instead.
-The runtime commands need only numpy + numba + click; `convert` and `verify` import the
-converters (and through them torch / onnx) only when they run.
+A thin layer: argument parsing, printing and exit codes. The work is done by library
+modules (bench, dataio, precompile, summary; the converters for convert/verify, imported
+only when those run, so the runtime commands need only numpy + numba + click). Every
+user-facing failure is one line on stderr and exit code 1; `--debug` shows the traceback.
 """
 from __future__ import annotations
 
-import gc
 import json
-import math
 import os
-import platform
 import sys
-import tempfile
 import time
-from typing import Callable, Iterable, Sequence
 
 import click
 import numpy as np
 
 import lstm_infer
+from lstm_infer.bench import bench_model, format_bench, latency_stats, max_abs_difference
+from lstm_infer.dataio import (check_output, fit_input, input_lines, read_input, stream_lines,
+                               write_output)
 from lstm_infer.errors import ModelFormatError, NotStreamableError
+from lstm_infer.precompile import compile_kernels
+from lstm_infer.summary import describe, format_details
 
+# bench_model, latency_stats, compile_kernels: public here before they moved; re-exported.
 __all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
 
 # Exceptions that mean "bad input, bad model or bad environment", not "bug in lstm-infer".
@@ -30,6 +31,7 @@ __all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
 USER_ERRORS = (ValueError, TypeError, OSError, NotStreamableError, ModelFormatError)
 
 _EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False)
 
 
 def _one_line(e: BaseException) -> str:
@@ -95,9 +97,7 @@ def cli(debug: bool) -> None:
     """
 
 
-# --------------------------------------------------------------------------------------
-# convert / verify (need the converters and torch/onnx; imported lazily)
-# --------------------------------------------------------------------------------------
+# ---- convert / verify (need the converters and torch/onnx; imported lazily) ----------
 def _missing_extra(e: ImportError, src: str) -> click.ClickException:
     name = (e.name or "").split(".")[0]
     if name in _EXTRAS:
@@ -144,7 +144,7 @@ def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
 
 
 @cli.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=_EXISTING_FILE)
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="The .lstm file to write.")
 @click.option("--list-ops", is_flag=True, is_eager=True, expose_value=False, callback=_list_ops,
@@ -199,11 +199,11 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="Also compare on this input: .npy of shape (T, I) or "
-                                 "(B, T, I), or .csv with one time step per row.")
+@click.argument("file", type=_EXISTING_FILE)
+@click.argument("src", type=_EXISTING_FILE)
+@click.option("--input", "input_path", type=_EXISTING_FILE, default=None,
+              help="Also compare on this input: .npy of shape (T, I) or (B, T, I), or .csv "
+                   "with one time step per row.")
 @click.option("--tolerance", type=float, default=None,
               help="Max abs error allowed (default: the verifier's, 1e-4 for fp32).")
 def verify(file: str, src: str, input_path: str | None, tolerance: float | None) -> None:
@@ -214,7 +214,7 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
     tolerance.
     """
     converters = _converters()
-    inputs = _read_input(input_path) if input_path else None
+    inputs = read_input(input_path) if input_path else None
     try:
         report = converters.verify_file(file, src, inputs=inputs)
     except ImportError as e:
@@ -227,42 +227,9 @@ def verify(file: str, src: str, input_path: str | None, tolerance: float | None)
             f"max abs error {report.max_abs_error:.3g} is above the tolerance {report.tolerance:g}")
 
 
-# --------------------------------------------------------------------------------------
-# inspect
-# --------------------------------------------------------------------------------------
-def _node_params(node) -> int:
-    return sum(int(w.size) for r, w in node.weights.items()
-               if r not in ("h0", "c0") and not r.endswith(".scale"))
-
-
-def describe(model) -> dict:
-    """Everything `inspect` shows, as plain JSON-able data."""
-    g = model.graph
-    return {
-        "path": model.path,
-        "file_size": model.file_size,
-        "dtype": model.dtype,
-        "input_size": model.input_size,
-        "output_size": model.output_size,
-        "inputs": [{"name": n, "size": s} for n, s in g.inputs],
-        "outputs": [{"name": n, "size": s} for n, s in g.outputs],
-        "parameters": g.param_count(),
-        "layers": [{"name": n.name, "op": n.op, "inputs": list(n.inputs),
-                    "output": n.outputs[0], "output_size": g.sizes[n.outputs[0]],
-                    "attrs": n.attrs, "parameters": _node_params(n),
-                    "initial_state": sorted(r for r in n.weights if r in ("h0", "c0"))}
-                   for n in g.nodes],
-        "state": [{"name": s.name, "size": s.size} for s in model.plan.state_slots],
-        "weight_dtypes": model.weight_dtypes(),
-        "compression_ratio": round(model.compression_ratio(), 3),
-        "streamable": model.streamable,
-        "reverse_layers": list(g.reverse_nodes),
-        "provenance": model.provenance,
-    }
-
-
+# ---- inspect -------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON object (path, file_size, dtype, input/output sizes, "
                    "parameters, layers, state, streamable, provenance) instead of text.")
@@ -274,24 +241,12 @@ def inspect(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    click.echo(m.summary())
-    if len(info["outputs"]) > 1:
-        click.echo("  outputs: " + ", ".join(f"{o['name']} ({o['size']})" for o in info["outputs"]))
-    state = info["state"]
-    click.echo("  state: " + (", ".join(f"{s['name']} ({s['size']})" for s in state)
-                              if state else "none"))
-    if m.dtype != "fp32":
-        dts = info["weight_dtypes"]
-        click.echo("  weights: " + ", ".join(f"{k} {v}" for k, v in dts.items() if v != "fp32")
-                   + f"; others fp32; int8 matrices carry one float32 scale per output unit")
-    prov = info["provenance"]
-    if prov:
-        click.echo("  provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()
-                                                if v not in (None, "")))
+    click.echo(m.summary())  # Model.summary() is summary.format_summary()
+    click.echo(format_details(info))
 
 
 @cli.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", type=_EXISTING_FILE)
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the compressed .lstm file.")
 @click.option("--dtype", type=click.Choice(["fp16", "int8"]), required=True,
@@ -304,74 +259,16 @@ def quantize(src: str, out: str, dtype: str) -> None:
     quantize_file(src, out, dtype)
     a, b = lstm_infer.load(src), lstm_infer.load(out)
     X = np.random.default_rng(0).standard_normal((4, 200, a.input_size)).astype(np.float32)
-    ya, yb = a.run(X), b.run(X)
-    pairs = [(ya[k], yb[k]) for k in ya] if isinstance(ya, dict) else [(ya, yb)]
-    err = max(float(np.abs(p - q).max()) for p, q in pairs)
+    err = max_abs_difference(a.run(X), b.run(X))
     click.echo(f"wrote {out}: {os.path.getsize(out):,} bytes ({os.path.getsize(src):,} as fp32), "
                f"weights {b.compression_ratio():.2f}x smaller")
     click.echo(f"max abs difference from {src} on random unit-scale inputs: {err:.3g}")
 
 
-# --------------------------------------------------------------------------------------
-# data files
-# --------------------------------------------------------------------------------------
-def _parse_floats(line: str) -> list[float]:
-    """One CSV row of numbers (commas; whitespace-separated also accepted)."""
-    fields = line.split(",") if "," in line else line.split()
-    return [float(f) for f in fields]
-
-
-def read_csv(path: str) -> np.ndarray:
-    """One time step per row; a non-numeric first line is a header and skipped."""
-    rows: list[list[float]] = []
-    width = None
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                vals = _parse_floats(line)
-            except ValueError:
-                if not rows and width is None:
-                    width = -1  # header seen
-                    continue
-                raise ValueError(f"{path}: line {lineno}: not a row of numbers: "
-                                 f"{line.strip()[:60]!r}") from None
-            if rows and len(vals) != len(rows[0]):
-                raise ValueError(f"{path}: line {lineno} has {len(vals)} values, earlier rows "
-                                 f"have {len(rows[0])}")
-            rows.append(vals)
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    return np.asarray(rows, dtype=np.float32)
-
-
-def _read_input(path: str) -> np.ndarray:
-    low = path.lower()
-    if low.endswith(".npy"):
-        arr = np.load(path, allow_pickle=False)
-    elif low.endswith(".csv") or low.endswith(".txt"):
-        arr = read_csv(path)
-    else:
-        raise ValueError(f"{path}: unknown input format (use .npy or .csv)")
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{path}: data must be numeric, got dtype {arr.dtype}")
-    return arr
-
-
-def _write_csv(path: str, Y: np.ndarray, header: list[str] | None, precision: int) -> None:
-    fmt = f"%.{precision}g"
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        if header:
-            f.write(",".join(header) + "\n")
-        for row in Y:
-            f.write(",".join(fmt % v for v in row) + "\n")
-
-
+# ---- run -----------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-i", "--input", "input_path", required=True,
-              type=click.Path(exists=True, dir_okay=False),
+@click.argument("file", type=_EXISTING_FILE)
+@click.option("-i", "--input", "input_path", required=True, type=_EXISTING_FILE,
               help="Input data: .npy of shape (T, I) or a batch (B, T, I) (1-D (T,) is "
                    "accepted when I == 1), or .csv with one time step per row (a "
                    "non-numeric first line is a header and skipped).")
@@ -390,53 +287,20 @@ def run(file: str, input_path: str, output_path: str, header: bool, precision: i
     Stateless: each sequence (or each batch row) starts from the model's initial state.
     """
     m = lstm_infer.load(file)
-    X = _read_input(input_path)
-    if X.ndim == 1 and m.input_size == 1:
-        X = X[:, None]
-    if X.ndim in (2, 3) and X.shape[-1] != m.input_size:
-        raise ValueError(f"{input_path}: each time step has {X.shape[-1]} values but the model "
-                         f"takes {m.input_size} (data shape {X.shape})")
-    out_low = output_path.lower()
-    if not out_low.endswith((".npy", ".npz", ".csv")):
-        raise ValueError(f"{output_path}: unknown output format (use .npy, .npz or .csv)")
+    X = fit_input(read_input(input_path), m.input_size, input_path)
     names = m.output_names
-    if out_low.endswith(".npy") and len(names) > 1:
-        raise ValueError(f"the model has {len(names)} outputs ({', '.join(names)}); write them "
-                         f"to .npz (one array each) or .csv (all columns side by side)")
-    if out_low.endswith(".csv") and X.ndim == 3:
-        raise ValueError("a batched (B, T, I) input gives a (B, T, O) result, which CSV cannot "
-                         "hold; write .npy or .npz")
+    check_output(output_path, names, batched=X.ndim == 3)
     t0 = time.perf_counter()
     Y = m.run(X)
     dt = time.perf_counter() - t0
-    outs = Y if isinstance(Y, dict) else {names[0]: Y}
-    if out_low.endswith(".npy"):
-        np.save(output_path, np.asarray(Y))
-        what = f"array {np.asarray(Y).shape}"
-    elif out_low.endswith(".npz"):
-        np.savez(output_path, **outs)
-        what = ", ".join(f"{k} {v.shape}" for k, v in outs.items())
-    else:
-        cols, spans, pos = [], [], 0
-        for k, v in outs.items():
-            n = v.shape[-1]
-            cols += [f"{k}[{j}]" for j in range(n)]
-            spans.append(f"{k}: columns {pos}-{pos + n - 1}" if n > 1 else f"{k}: column {pos}")
-            pos += n
-        full = np.concatenate(list(outs.values()), axis=-1)
-        _write_csv(output_path, full, cols if header else None, precision)
-        what = f"{full.shape[0]} rows x {full.shape[1]} columns"
-        if len(outs) > 1:
-            what += " (" + "; ".join(spans) + ")"
+    what = write_output(output_path, Y, names, header, precision)
     steps = X.shape[-2] * (X.shape[0] if X.ndim == 3 else 1)
     click.echo(f"wrote {output_path}: {what}; {steps} steps in {dt * 1e3:.1f} ms", err=True)
 
 
-# --------------------------------------------------------------------------------------
-# stream
-# --------------------------------------------------------------------------------------
+# ---- stream --------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--on-error", type=click.Choice(["skip", "stop"]), default="skip",
               show_default=True,
               help="What to do with a malformed line (not numbers, wrong count) or a NaN/Inf "
@@ -456,57 +320,22 @@ def stream(file: str, on_error: str, precision: int, header: bool) -> None:
     """
     m = lstm_infer.load(file)
     s = m.stream()
-    I, O = m.input_size, m.output_size
-    x = np.zeros(I, np.float32)
-    y = np.zeros(O, np.float32)
-    fmt = f"%.{precision}g"
     stdout = sys.stdout
-    # Read bytes and decode leniently: a garbled line is reported and skipped like any
-    # other malformed line instead of ending the stream with a decode error.
-    raw = getattr(sys.stdin, "buffer", None)
-    if raw is not None:
-        readline = lambda: raw.readline().decode("utf-8", "replace")  # noqa: E731
-    else:
-        readline = sys.stdin.readline
-    skip_header = header
+    lines = stream_lines(s, input_lines(sys.stdin), m.input_size, m.output_size, precision,
+                         header)
     n_bad = 0
-    lineno = 0
     try:
-        for line in iter(readline, ""):
-            lineno += 1
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if skip_header:
-                skip_header = False
-                continue
-            problem = None
-            try:
-                vals = _parse_floats(text)
-            except ValueError:
-                problem = f"not a row of numbers: {text[:60]!r}"
-            else:
-                if len(vals) != I:
-                    problem = f"expected {I} values, got {len(vals)}"
-                else:
-                    x[:] = vals
-                    if not np.isfinite(x).all():
-                        problem = "NaN or Inf value"
+        for lineno, out, problem in lines:
             if problem is None:
-                try:
-                    s.step(x, out=y)
-                except ValueError as e:  # the stream refused the step; state untouched
-                    problem = _one_line(e)
-            if problem is not None:
-                n_bad += 1
-                if on_error == "stop":
-                    click.echo(f"error: line {lineno}: {problem}; stopping", err=True)
-                    sys.exit(1)
-                sys.stderr.write(f"warning: line {lineno}: {problem}; skipped\n")
-                sys.stderr.flush()
+                stdout.write(out + "\n")
+                stdout.flush()
                 continue
-            stdout.write(",".join(fmt % v for v in y) + "\n")
-            stdout.flush()
+            n_bad += 1
+            if on_error == "stop":
+                click.echo(f"error: line {lineno}: {problem}; stopping", err=True)
+                sys.exit(1)
+            sys.stderr.write(f"warning: line {lineno}: {problem}; skipped\n")
+            sys.stderr.flush()
     except KeyboardInterrupt:
         stdout.flush()
         sys.exit(130)
@@ -514,118 +343,9 @@ def stream(file: str, on_error: str, precision: int, header: bool) -> None:
         click.echo(f"{n_bad} line(s) skipped", err=True)
 
 
-# --------------------------------------------------------------------------------------
-# bench
-# --------------------------------------------------------------------------------------
-def latency_stats(fn: Callable, inputs: Sequence, warmup: int = 100) -> dict:
-    """Time fn(x) for each x in inputs (after `warmup` untimed calls), one call at a time.
-
-    Generic on purpose: any per-step callable (lstm-infer, onnxruntime, PyTorch) can be
-    measured the same way.
-    """
-    for k in range(warmup):
-        fn(inputs[k % len(inputs)])
-    times = np.empty(len(inputs), np.int64)
-    clock = time.perf_counter_ns
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        t_all = clock()
-        for k, x in enumerate(inputs):
-            t0 = clock()
-            fn(x)
-            times[k] = clock() - t0
-        t_all = clock() - t_all
-    finally:
-        if gc_was:
-            gc.enable()
-    us = times / 1e3
-    return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)),
-            "max_us": float(us.max()), "mean_us": float(us.mean()),
-            "steps_per_s": float(len(inputs) / (t_all / 1e9)) if t_all > 0 else math.inf}
-
-
-def _chunk_stats(fn: Callable, X: np.ndarray, repeats: int) -> dict:
-    fn(X)  # warm-up
-    best = math.inf
-    clock = time.perf_counter_ns
-    for _ in range(repeats):
-        t0 = clock()
-        fn(X)
-        best = min(best, clock() - t0)
-    per = best / 1e3 / X.shape[-2] / (X.shape[0] if X.ndim == 3 else 1)
-    return {"per_step_us": float(per), "steps_per_s": float(1e6 / per) if per > 0 else math.inf}
-
-
-def bench_model(path: str, steps: int = 2000, warmup: int = 200, chunk: int = 256,
-                seed: int = 0) -> dict:
-    """The numbers `lstm-infer bench` prints, as a dict.
-
-    Sections: `step` (Stream.step called from Python, per call), `step_many` (per step of
-    a `chunk`-step call), `run` (per step of a stateless whole-sequence run). Comparisons
-    against other engines are meant to be added as further sections of the same shape
-    (e.g. `onnxruntime.step`), measured with latency_stats() on the same inputs.
-    """
-    if steps < 1 or warmup < 0 or chunk < 1:
-        raise ValueError("steps and chunk must be >= 1 and warmup >= 0")
-    t0 = time.perf_counter()
-    m = lstm_infer.load(path)
-    load_ms = (time.perf_counter() - t0) * 1e3
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((steps, m.input_size)).astype(np.float32)
-    result = {
-        "file": os.path.abspath(path), "input_size": m.input_size,
-        "output_size": m.output_size, "parameters": m.graph.param_count(),
-        "steps": steps, "warmup": warmup, "chunk": chunk, "streamable": m.streamable,
-        "load_ms": load_ms,
-        "environment": {"python": platform.python_version(), "numpy": np.__version__,
-                        "numba": _numba_version(), "machine": platform.machine(),
-                        "processor": platform.processor() or platform.machine()},
-    }
-    if m.streamable:
-        s = m.stream()
-        t0 = time.perf_counter()
-        s.step(X[0])
-        result["first_step_ms"] = (time.perf_counter() - t0) * 1e3
-        s.reset()
-        result["step"] = latency_stats(s.step, list(X), warmup)
-        s.reset()
-        result["step_many"] = {"chunk": chunk, **_chunk_stats(
-            s.step_many, np.ascontiguousarray(X[:chunk] if steps >= chunk else
-                                              np.resize(X, (chunk, m.input_size))), 5)}
-    result["run"] = {"seq_len": steps, **_chunk_stats(m.run, X, 3)}
-    return result
-
-
-def _numba_version() -> str:
-    import numba
-    return numba.__version__
-
-
-def _format_bench(r: dict) -> str:
-    lines = [f"lstm-infer bench: {r['file']} (input {r['input_size']} -> output "
-             f"{r['output_size']}, {r['parameters']:,} parameters)",
-             f"  load {r['load_ms']:.1f} ms" + (f", first step {r['first_step_ms']:.2f} ms"
-                                                if "first_step_ms" in r else "")]
-    if "step" in r:
-        st = r["step"]
-        lines.append(f"  {'stream.step':<18} median {st['median_us']:8.2f} µs  p99 "
-                     f"{st['p99_us']:8.2f} µs  max {st['max_us']:9.2f} µs  "
-                     f"{st['steps_per_s']:12,.0f} steps/s  ({r['steps']} steps after "
-                     f"{r['warmup']} warm-up)")
-        sm = r["step_many"]
-        lines.append(f"  {'step_many(%d)' % sm['chunk']:<18} {sm['per_step_us']:8.3f} µs/step"
-                     f"{'':39}{sm['steps_per_s']:12,.0f} steps/s")
-    else:
-        lines.append("  (model cannot stream: only run() measured)")
-    rn = r["run"]
-    lines.append(f"  {'run(T=%d)' % rn['seq_len']:<18} {rn['per_step_us']:8.3f} µs/step"
-                 f"{'':39}{rn['steps_per_s']:12,.0f} steps/s")
-    return "\n".join(lines)
-
-
+# ---- bench ---------------------------------------------------------------------------
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=_EXISTING_FILE)
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Timed stream.step calls (random inputs); also the run() sequence length.")
 @click.option("--warmup", type=click.IntRange(min=0), default=200, show_default=True,
@@ -645,170 +365,12 @@ def bench(file: str, steps: int, warmup: int, chunk: int, as_json: bool) -> None
     see benchmarks/ for those.
     """
     r = bench_model(file, steps=steps, warmup=warmup, chunk=chunk)
-    click.echo(json.dumps(r, indent=2) if as_json else _format_bench(r))
+    click.echo(json.dumps(r, indent=2) if as_json else format_bench(r))
 
 
-# --------------------------------------------------------------------------------------
-# compile
-# --------------------------------------------------------------------------------------
-def _every_op_models(directory: str) -> list[str]:
-    """Tiny random models that together use every op kind and variant; returns paths."""
-    from lstm_infer.builder import GraphBuilder
-
-    rng = np.random.default_rng(0)
-
-    def u(*shape):
-        return rng.uniform(-0.4, 0.4, size=shape).astype(np.float32)
-
-    I = 4
-    b = GraphBuilder("x", I)
-    a = b.add("LSTM", "lstm", ["x"], {"input_size": I, "hidden_size": 8, "proj_size": 0,
-                                      "reverse": False},
-              {"W_ih": u(I, 32), "W_hh": u(8, 32), "bias": u(32)})
-    p = b.add("LSTM", "lstm_proj", ["x"], {"input_size": I, "hidden_size": 8, "proj_size": 4,
-                                           "reverse": False},
-              {"W_ih": u(I, 32), "W_hh": u(4, 32), "W_hr": u(8, 4)})
-    g1 = b.add("GRU", "gru_lbr", [p], {"input_size": 4, "hidden_size": 6,
-                                       "linear_before_reset": True, "reverse": False},
-               {"W_ih": u(4, 18), "W_hh": u(6, 18), "b_ih": u(18), "b_hh": u(18)})
-    g2 = b.add("GRU", "gru_onnx", [p], {"input_size": 4, "hidden_size": 6,
-                                        "linear_before_reset": False, "reverse": False},
-               {"W_ih": u(4, 18), "W_hh": u(6, 18), "b_ih": u(18)})
-    s = b.add("Add", "add", [g1, g2], {"size": 6})
-    s = b.add("Mul", "mul", [s, g1], {"size": 6})
-    c = b.add("Concat", "cat", [a, s], {"sizes": [8, 6]})
-    c = b.add("LayerNorm", "ln", [c], {"size": 14, "eps": 1e-5}, {"weight": u(14) + 1, "bias": u(14)})
-    c2 = b.add("LayerNorm", "ln_plain", [c], {"size": 14, "eps": 1e-5})
-    r1 = b.add("RNN", "rnn_tanh", [c], {"input_size": 14, "hidden_size": 5,
-                                        "nonlinearity": "tanh", "reverse": False},
-               {"W_ih": u(14, 5), "W_hh": u(5, 5), "bias": u(5)})
-    r2 = b.add("RNN", "rnn_relu", [c2], {"input_size": 14, "hidden_size": 5,
-                                         "nonlinearity": "relu", "reverse": False},
-               {"W_ih": u(14, 5), "W_hh": u(5, 5)})
-    r = b.add("Concat", "cat2", [r1, r2], {"sizes": [5, 5]})
-    for kind in ("tanh", "gelu", "softmax"):
-        r = b.add("Activation", f"act_{kind}", [r], {"kind": kind, "size": 10})
-    y = b.add("Linear", "fc", [r], {"in_features": 10, "out_features": 3},
-              {"W": u(10, 3), "bias": u(3)})
-    y2 = b.add("Linear", "fc_nobias", [a], {"in_features": 8, "out_features": 2}, {"W": u(8, 2)})
-    b.output(y)
-    b.output(y2)
-    paths = [os.path.join(directory, "every_op.lstm")]
-    b.save(paths[0], converter="lstm-infer compile")
-
-    # Reverse-direction layers only run whole sequences (run()).
-    b = GraphBuilder("x", I)
-    f = b.add("LSTM", "fwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
-                                     "reverse": False, "output_cell": True},
-              {"W_ih": u(I, 16), "W_hh": u(4, 16)})
-    lr = b.add("LSTM", "bwd", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
-                                      "reverse": True}, {"W_ih": u(I, 16), "W_hh": u(4, 16),
-                                                         "bias": u(16)})
-    gr = b.add("GRU", "gru_bwd", ["x"], {"input_size": I, "hidden_size": 4, "reverse": True,
-                                         "linear_before_reset": False},
-               {"W_ih": u(I, 12), "W_hh": u(4, 12), "b_ih": u(12), "b_hh": u(12)})
-    rr = b.add("RNN", "rnn_bwd", ["x"], {"input_size": I, "hidden_size": 4, "reverse": True,
-                                         "nonlinearity": "relu"},
-               {"W_ih": u(I, 4), "W_hh": u(4, 4), "bias": u(4)})
-    fs = b.add("FirstStep", "bwd_final", [lr], {"size": 4})
-    b.output(b.add("Concat", "bi", [f, lr, gr, rr, fs], {"sizes": [8, 4, 4, 4, 4]}))
-    paths.append(os.path.join(directory, "bidirectional.lstm"))
-    b.save(paths[-1], converter="lstm-infer compile")
-    # int8 weights (the same kernels take another branch; run() goes through step programs)
-    from .quantize import quantize_file
-    quantize_file(paths[0], os.path.join(directory, "int8.lstm"), "int8")
-    paths.append(os.path.join(directory, "int8.lstm"))
-
-    # ONNX cell semantics (gate activations, clip, coupled gates, peepholes) and the
-    # per-step ops converters emit for ONNX graphs.
-    b = GraphBuilder("x", I)
-    acts3 = [{"kind": "hard_sigmoid", "alpha": 0.2, "beta": 0.5},
-             {"kind": "scaled_tanh", "alpha": 1.0, "beta": 1.0}, {"kind": "softsign"}]
-    lp = b.add("LSTM", "lstm_onnx", ["x"], {"input_size": I, "hidden_size": 4, "proj_size": 0,
-                                            "reverse": False, "activations": acts3, "clip": 3.0,
-                                            "input_forget": True},
-               {"W_ih": u(I, 16), "W_hh": u(4, 16), "bias": u(16), "peephole": u(12)})
-    gp = b.add("GRU", "gru_acts", [lp], {"input_size": 4, "hidden_size": 4, "reverse": False,
-                                         "linear_before_reset": False, "clip": 2.0,
-                                         "activations": [{"kind": "sigmoid"},
-                                                         {"kind": "leaky_relu", "alpha": 0.1}]},
-               {"W_ih": u(4, 12), "W_hh": u(4, 12), "b_ih": u(12), "b_hh": u(12)})
-    rp = b.add("RNN", "rnn_acts", [gp], {"input_size": 4, "hidden_size": 4, "reverse": False,
-                                         "activations": [{"kind": "affine", "alpha": 0.5,
-                                                          "beta": 0.1}]},
-               {"W_ih": u(4, 4), "W_hh": u(4, 4)})
-    sc = b.add("Scale", "scale", [rp], {"size": 4}, {"scale": u(4) + 1, "shift": u(4)})
-    bi = b.add("Binary", "binary", [sc, rp], {"size": 4, "kind": "max"})
-    ga = b.add("Gather", "gather", [bi], {"in_size": 4, "out_size": 8},
-               {"index": np.array([0, 1, 2, 3, 3, 2, -1, 0], np.float32)})
-    cv = b.add("Conv1d", "conv", [ga], {"in_channels": 2, "in_length": 4, "out_channels": 2,
-                                        "kernel_size": 3, "stride": 1, "dilation": 1,
-                                        "pad_left": 1, "pad_right": 1, "groups": 1},
-               {"W": u(2, 2, 3), "bias": u(2)})
-    ln = b.add("LayerNorm", "ln_rows", [cv], {"size": 4, "rows": 2, "eps": 1e-5})
-    sm = b.add("Activation", "softmax_groups", [ln], {"kind": "softmax", "size": 8, "axis_size": 4})
-    rd = b.add("Reduce", "reduce", [sm], {"kind": "mean", "outer": 2, "axis": 4, "inner": 1})
-    b.output(rd)
-    paths.append(os.path.join(directory, "onnx_semantics.lstm"))
-    b.save(paths[-1], converter="lstm-infer compile")
-    return paths
-
-
-def exercise(model) -> None:
-    """Call every entry point of a model once, so that every kernel it uses is compiled."""
-    rng = np.random.default_rng(1)
-    I = model.input_size
-    X = rng.standard_normal((5, I)).astype(np.float32)
-    model.run(X)
-    model.run(X[None].repeat(2, axis=0))
-    model.run(X[None].repeat(2, axis=0), lengths=np.array([5, 3]))
-    if not model.streamable:
-        return
-    s = model.stream()
-    s.step(X[0])
-    s.step(X[1], out=np.zeros(model.output_size, np.float32))
-    s.step_many(X)
-    s.set_state(s.get_state())
-    model.stream(on_nonfinite="propagate").step(X[0])
-    pool = model.streams(2)
-    pool.step(X[:2])
-    pool.step(X[:2], out=np.zeros((2, model.output_size), np.float32))
-
-
-def cache_dir() -> str:
-    import numba
-    configured = getattr(numba.config, "CACHE_DIR", "") or os.environ.get("NUMBA_CACHE_DIR", "")
-    if configured:
-        return os.path.abspath(configured)
-    return os.path.join(os.path.dirname(os.path.abspath(lstm_infer.__file__)), "kernels",
-                        "__pycache__")
-
-
-def _cache_files(directory: str) -> set[str]:
-    found = set()
-    for root, _, files in os.walk(directory):
-        found.update(os.path.join(root, f) for f in files if f.endswith((".nbi", ".nbc")))
-    return found
-
-
-def compile_kernels(extra_models: Iterable[str] = ()) -> dict:
-    """Compile (or load from the cache) every kernel; returns what `compile` prints."""
-    where = cache_dir()
-    before = _cache_files(where)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lstm-infer-compile-") as d:
-        for path in _every_op_models(d):
-            exercise(lstm_infer.load(path))
-    for path in extra_models:
-        exercise(lstm_infer.load(path))
-    seconds = time.perf_counter() - t0
-    after = _cache_files(where)
-    return {"cache_dir": where, "seconds": seconds, "cache_files": len(after),
-            "new_cache_files": len(after - before)}
-
-
+# ---- compile -------------------------------------------------------------------------
 @cli.command("compile")
-@click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("models", nargs=-1, type=_EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def compile_cmd(models: tuple[str, ...], as_json: bool) -> None:
     """Precompile every Numba kernel into the on-disk cache.

@@ -361,29 +361,6 @@ def test_bench_json(model_path):
     assert "median" in r.stdout and "p99" in r.stdout and "steps/s" in r.stdout
 
 
-def test_compile_models_cover_every_op(tmp_path):
-    """When an op is added to the format, `compile` must learn to exercise it."""
-    from lstm_infer.cli import _every_op_models
-    from lstm_infer.graph import OP_SPECS
-
-    ops, variants = set(), set()
-    for path in _every_op_models(str(tmp_path)):
-        for node in lstm_infer.load(path).graph.nodes:
-            ops.add(node.op)
-            a = node.attrs
-            if node.op == "LSTM":
-                variants.add(("LSTM", "proj" if a.get("proj_size") else "plain"))
-            elif node.op == "GRU":
-                variants.add(("GRU", a.get("linear_before_reset", True)))
-            elif node.op == "RNN" and "activations" not in a:
-                variants.add(("RNN", a.get("nonlinearity", "tanh")))
-            if node.is_recurrent and a.get("reverse"):
-                variants.add(("reverse", node.op))
-    assert ops == set(OP_SPECS), set(OP_SPECS) ^ ops
-    assert {("LSTM", "proj"), ("LSTM", "plain"), ("GRU", True), ("GRU", False), ("RNN", "tanh"),
-            ("RNN", "relu"), ("reverse", "LSTM"), ("reverse", "GRU"), ("reverse", "RNN")} <= variants
-
-
 def test_compile_fills_the_cache_so_nothing_compiles_later(tmp_path, model_path):
     """`compile` into an empty cache; afterwards, using a different model in new processes
     (run, stream, bench, inspect) adds no cache file, i.e. compiles nothing."""

@@ -1,0 +1,120 @@
+"""What a loaded model is, as data (`inspect --json`) and as text (`print(model)`).
+
+Both views are built from one per-layer description, `describe_node`, so the text summary
+and the JSON can never disagree about a layer. The model is taken duck-typed (graph,
+plan, path, sizes, dtype, ...): this module must not import model.py, which will call
+format_summary() for Model.summary().
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["describe_node", "describe", "format_summary", "format_details"]
+
+INITIAL_STATE_ROLES = ("h0", "c0")
+
+
+def _node_params(node: Any) -> int:
+    """Parameters of one node as Graph.param_count counts them: no initial state, no
+    int8 scales."""
+    return sum(int(w.size) for r, w in node.weights.items()
+               if r not in INITIAL_STATE_ROLES and not r.endswith(".scale"))
+
+
+def _node_text(graph: Any, node: Any) -> str:
+    """The short human description of a layer, e.g. `LSTM 3->8 proj 4 reverse`."""
+    a = node.attrs
+    if node.op == "LSTM":
+        desc = f"LSTM {a['input_size']}->{a['hidden_size']}" + (
+            f" proj {a['proj_size']}" if a.get("proj_size") else "")
+    elif node.op == "GRU":
+        desc = f"GRU {a['input_size']}->{a['hidden_size']}" + (
+            "" if a.get("linear_before_reset", True) else " (reset before)")
+    elif node.op == "RNN":
+        desc = f"RNN({a.get('nonlinearity', 'tanh')}) {a['input_size']}->{a['hidden_size']}"
+    elif node.op == "Linear":
+        desc = f"Linear {a['in_features']}->{a['out_features']}"
+    elif node.op == "Activation":
+        desc = f"{a['kind']}"
+    elif node.op == "FirstStep":
+        desc = f"FirstStep {graph.sizes[node.outputs[0]]} (value at step 0, whole sequence only)"
+    else:
+        desc = f"{node.op} {graph.sizes[node.outputs[0]]}"
+    if node.is_recurrent and a.get("reverse"):
+        desc += " reverse"
+    return desc
+
+
+def describe_node(graph: Any, node: Any) -> dict:
+    """One layer: the JSON fields of `inspect --json` plus `text`, its one-line summary."""
+    return {"name": node.name, "op": node.op, "inputs": list(node.inputs),
+            "output": node.outputs[0], "output_size": graph.sizes[node.outputs[0]],
+            "attrs": node.attrs, "parameters": _node_params(node),
+            "initial_state": sorted(r for r in node.weights if r in INITIAL_STATE_ROLES),
+            "text": _node_text(graph, node)}
+
+
+def describe(model: Any) -> dict:
+    """Everything `inspect` shows, as plain JSON-able data."""
+    g = model.graph
+    return {
+        "path": model.path,
+        "file_size": model.file_size,
+        "dtype": model.dtype,
+        "input_size": model.input_size,
+        "output_size": model.output_size,
+        "inputs": [{"name": n, "size": s} for n, s in g.inputs],
+        "outputs": [{"name": n, "size": s} for n, s in g.outputs],
+        "parameters": g.param_count(),
+        "layers": [{k: v for k, v in describe_node(g, n).items() if k != "text"}
+                   for n in g.nodes],
+        "state": [{"name": s.name, "size": s.size} for s in model.plan.state_slots],
+        "weight_dtypes": model.weight_dtypes(),
+        "compression_ratio": round(model.compression_ratio(), 3),
+        "streamable": model.streamable,
+        "reverse_layers": list(g.reverse_nodes),
+        "provenance": model.provenance,
+    }
+
+
+def format_summary(model: Any) -> str:
+    """The text of `print(model)` / `Model.summary()`: a header, one line per layer,
+    whether it streams, and where it came from."""
+    g = model.graph
+    lines = [f"lstm-infer model{f' {os.path.basename(model.path)}' if model.path else ''}: "
+             f"input {model.input_size} -> output {model.output_size}, "
+             f"{g.param_count():,} parameters, dtype {model.dtype}"
+             + (f", {model.file_size:,} bytes" if model.file_size else "")
+             + (f" (weights {model.compression_ratio():.2f}x smaller than fp32)"
+                if model.dtype != "fp32" else "")]
+    for n in g.nodes:
+        d = describe_node(g, n)
+        lines.append(f"  {d['name']:<24} {d['text']:<36} {d['parameters']:>10,} params")
+    lines.append("  streamable: " + ("yes" if model.streamable else
+                                     f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
+    if model.provenance.get("source"):
+        lines.append(f"  source: {model.provenance['source']} via "
+                     f"{model.provenance.get('converter', '?')}")
+    return "\n".join(lines)
+
+
+def format_details(info: dict) -> str:
+    """What `inspect` prints after the summary, from a describe() result: the outputs (when
+    several), the recurrent state, compressed weights and the provenance."""
+    lines = []
+    if len(info["outputs"]) > 1:
+        lines.append("  outputs: " + ", ".join(f"{o['name']} ({o['size']})"
+                                               for o in info["outputs"]))
+    state = info["state"]
+    lines.append("  state: " + (", ".join(f"{s['name']} ({s['size']})" for s in state)
+                                if state else "none"))
+    if info["dtype"] != "fp32":
+        dts = info["weight_dtypes"]
+        lines.append("  weights: " + ", ".join(f"{k} {v}" for k, v in dts.items() if v != "fp32")
+                     + "; others fp32; int8 matrices carry one float32 scale per output unit")
+    prov = info["provenance"]
+    if prov:
+        lines.append("  provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()
+                                                  if v not in (None, "")))
+    return "\n".join(lines)
