@@ -65,10 +65,6 @@ def node_params(node: Node) -> int:
                if role not in init_roles and not role.endswith(".scale"))
 
 
-# Every op the runtime knows, name -> its spec (attributes -> Signature); see ops/.
-OP_SPECS = {name: op.spec for name, op in OPS.items()}
-
-
 def _name(v: Any, what: str) -> str:
     if not isinstance(v, str) or not 0 < len(v) <= 256:
         raise SpecError(f"{what} must be a non-empty string, got {v!r}")

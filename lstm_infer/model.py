@@ -6,12 +6,13 @@ import numpy as np
 
 from .errors import NotStreamableError
 from .fileformat import read_model
-from .graph import Graph, node_params, parse_graph
+from .graph import Graph, parse_graph
 from .inputs import ON_NONFINITE, Output, as_float32, shape_error
 from .kernels.interpreter import step_sequence
-from .ops import OPS, describe
+from .ops import OPS
 from .plan import NodeProgram, Plan, build_plan
 from .stream import Stream, StreamPool
+from .summary import format_summary
 
 
 _DT_NAMES = {"float32": "fp32", "float16": "fp16", "int8": "int8"}
@@ -94,21 +95,8 @@ class Model:
                 for n in self.graph.nodes for r in n.weights if not r.endswith(".scale")}
 
     def summary(self) -> str:
-        g = self.graph
-        lines = [f"lstm-infer model{f' {os.path.basename(self.path)}' if self.path else ''}: "
-                 f"input {self.input_size} -> output {self.output_size}, "
-                 f"{g.param_count():,} parameters, dtype {self.dtype}"
-                 + (f", {self.file_size:,} bytes" if self.file_size else "")
-                 + (f" (weights {self.compression_ratio():.2f}x smaller than fp32)"
-                    if self.dtype != "fp32" else "")]
-        for n in g.nodes:
-            desc = describe(n, g.sizes[n.outputs[0]])
-            lines.append(f"  {n.name:<24} {desc:<36} {node_params(n):>10,} params")
-        lines.append("  streamable: " + ("yes" if self.streamable else
-                                         f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
-        if self.provenance.get("source"):
-            lines.append(f"  source: {self.provenance['source']} via {self.provenance.get('converter', '?')}")
-        return "\n".join(lines)
+        """Layers, sizes, parameters, dtype, bytes, whether it streams, provenance."""
+        return format_summary(self)
 
     def __repr__(self) -> str:
         return self.summary()

@@ -148,7 +148,8 @@ def cache_dir() -> str:
     configured = getattr(numba.config, "CACHE_DIR", "") or os.environ.get("NUMBA_CACHE_DIR", "")
     if configured:
         return os.path.abspath(configured)
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "__pycache__")
+    # beside the kernel sources: kernels/__pycache__ and ops/__pycache__ (see _cache.py)
+    return os.path.dirname(os.path.abspath(__file__))
 
 
 def cache_files(directory: str) -> set[str]:

@@ -1,58 +1,36 @@
 """What a loaded model is, as data (`inspect --json`) and as text (`print(model)`).
 
 Both views are built from one per-layer description, `describe_node`, so the text summary
-and the JSON can never disagree about a layer. The model is taken duck-typed (graph,
-plan, path, sizes, dtype, ...): this module must not import model.py, which will call
-format_summary() for Model.summary().
+and the JSON can never disagree about a layer; each op says what it computes in its own
+module (ops/<op>.py `describe`). The model is taken duck-typed (graph, plan, path, sizes,
+dtype, ...): model.py imports this module for Model.summary(), not the other way round.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from .graph import node_params
+from .ops import OPS
+from .ops import describe as describe_layer
+
 __all__ = ["describe_node", "describe", "format_summary", "format_details"]
 
-INITIAL_STATE_ROLES = ("h0", "c0")
 
 
-def _node_params(node: Any) -> int:
-    """Parameters of one node as Graph.param_count counts them: no initial state, no
-    int8 scales."""
-    return sum(int(w.size) for r, w in node.weights.items()
-               if r not in INITIAL_STATE_ROLES and not r.endswith(".scale"))
-
-
-def _node_text(graph: Any, node: Any) -> str:
-    """The short human description of a layer, e.g. `LSTM 3->8 proj 4 reverse`."""
-    a = node.attrs
-    if node.op == "LSTM":
-        desc = f"LSTM {a['input_size']}->{a['hidden_size']}" + (
-            f" proj {a['proj_size']}" if a.get("proj_size") else "")
-    elif node.op == "GRU":
-        desc = f"GRU {a['input_size']}->{a['hidden_size']}" + (
-            "" if a.get("linear_before_reset", True) else " (reset before)")
-    elif node.op == "RNN":
-        desc = f"RNN({a.get('nonlinearity', 'tanh')}) {a['input_size']}->{a['hidden_size']}"
-    elif node.op == "Linear":
-        desc = f"Linear {a['in_features']}->{a['out_features']}"
-    elif node.op == "Activation":
-        desc = f"{a['kind']}"
-    elif node.op == "FirstStep":
-        desc = f"FirstStep {graph.sizes[node.outputs[0]]} (value at step 0, whole sequence only)"
-    else:
-        desc = f"{node.op} {graph.sizes[node.outputs[0]]}"
-    if node.is_recurrent and a.get("reverse"):
-        desc += " reverse"
-    return desc
+def _initial_state_roles(node: Any) -> list[str]:
+    """Weights of the node that hold the initial value of its state (h0, c0, ...)."""
+    roles = {init for _, init in OPS[node.op].spec(node.attrs).state.values() if init}
+    return sorted(r for r in node.weights if r in roles)
 
 
 def describe_node(graph: Any, node: Any) -> dict:
     """One layer: the JSON fields of `inspect --json` plus `text`, its one-line summary."""
     return {"name": node.name, "op": node.op, "inputs": list(node.inputs),
             "output": node.outputs[0], "output_size": graph.sizes[node.outputs[0]],
-            "attrs": node.attrs, "parameters": _node_params(node),
-            "initial_state": sorted(r for r in node.weights if r in INITIAL_STATE_ROLES),
-            "text": _node_text(graph, node)}
+            "attrs": node.attrs, "parameters": node_params(node),
+            "initial_state": _initial_state_roles(node),
+            "text": describe_layer(node, graph.sizes[node.outputs[0]])}
 
 
 def describe(model: Any) -> dict:
