@@ -7,14 +7,11 @@ so `import converters` is cheap and works without either installed.
 """
 from __future__ import annotations
 
+from .errors import ConversionError, UnsupportedOpError
 from .report import ConversionReport, VerifyReport
 
 __all__ = ["convert_torch", "convert_onnx", "convert_file", "verify_file",
-           "ConversionReport", "VerifyReport", "ConversionError"]
-
-
-class ConversionError(ValueError):
-    """The source model uses something the converter does not support (message names it)."""
+           "ConversionReport", "VerifyReport", "ConversionError", "UnsupportedOpError"]
 
 
 def _with_dtype(convert, path, dtype: str, verify: bool) -> ConversionReport:

@@ -17,11 +17,8 @@ import numpy as np
 
 from lstm_infer.builder import GraphBuilder
 
-from .onnx_sym import AxisError, Dyn, align_idx, broadcast_axes
-
-
-class OnnxConversionError(ValueError):
-    """Raised for unsupported or inconsistent graphs (wrapped as ConversionError)."""
+from .errors import AxisError, OnnxConversionError
+from .onnx_sym import Dyn, align_idx, broadcast_axes
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 
 from lstm_infer.builder import GraphBuilder
 
-from . import ConversionError
+from .errors import ConversionError, UnsupportedOpError
 from .onnx_fold import attrs_of, fold_node, is_sym_array, tensor_to_array
 from .onnx_graph import Ctx, OnnxConversionError, Val
 from .onnx_ops import FOLD_ONLY, HANDLERS, SYMBOLIC, supported_ops
@@ -41,8 +41,7 @@ TIME_WORDS = ("time", "seq", "len", "step", "frame")
 BATCH_WORDS = ("batch", "n", "b", "bs", "batch_size")
 
 
-class UnsupportedOp(OnnxConversionError):
-    pass
+UnsupportedOp = UnsupportedOpError  # the old name, kept importable
 
 
 # ---- loading and inputs ------------------------------------------------------------------
@@ -198,10 +197,10 @@ def walk_graph(ctx: Ctx, graph) -> list:
     return [ctx.values[o.name] for o in graph.output]
 
 
-def _unsupported(node) -> UnsupportedOp:
+def _unsupported(node) -> UnsupportedOpError:
     where = f"node {node.name!r}" if node.name else "a node"
     dom = f" (domain {node.domain!r})" if node.domain not in ("", "ai.onnx") else ""
-    return UnsupportedOp(f"unsupported ONNX op {node.op_type!r}{dom} in {where}; supported ops: "
+    return UnsupportedOpError(f"unsupported ONNX op {node.op_type!r}{dom} in {where}; supported ops: "
                          f"{', '.join(SUPPORTED_OPS)}; on constants (shape arithmetic) also "
                          f"{', '.join(CONSTANT_ONLY_OPS)} (lstm-infer convert --list-ops)")
 
@@ -237,7 +236,7 @@ def _run_node(ctx: Ctx, node) -> None:
                                               "computations); here it gets per-step data")
                 raise _unsupported(node)
             outs = HANDLERS[op](ctx, node, ins, attrs)
-    except UnsupportedOp:
+    except UnsupportedOpError:
         raise
     except AxisError as e:
         raise AxisError(f"{where}: {e}") from None
@@ -480,13 +479,14 @@ def convert_graph(model, fix: dict | None = None, state: list | None = None):
                 b, meta = _finish(att, state)
                 meta["time_axis"], meta["batch_axis"] = t, bax
                 return b, meta, att.ctx.warnings
-            except UnsupportedOp as e:
-                raise ConversionError(str(e)) from None
-            except ConversionError:
-                raise
-            except (AxisError, OnnxConversionError, SymError) as e:
+            except UnsupportedOpError as e:
+                raise UnsupportedOpError(str(e)) from None
+            except (AxisError, OnnxConversionError, SymError) as e:  # before ConversionError,
+                # their base: these mean "try the next axis assignment"
                 ctx = getattr(att, "ctx", None) or getattr(att, "_ctx", None)
                 errors.append((ctx.progress if ctx is not None else 0, len(errors), e))
+            except ConversionError:
+                raise
     finally:
         HINTS.clear()
         HINTS.update(saved)

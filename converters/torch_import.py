@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ConversionError
+from .errors import ConversionError, UnsupportedOpError
 from .report import ConversionReport, VerifyReport
 
 __all__ = ["convert_torch", "convert_torch_file", "verify_torch_file", "SUPPORTED"]
@@ -649,8 +649,8 @@ class _Walker:
             hint = (" The recurrent layer was decomposed into primitive ops (was the program "
                     "passed through run_decompositions()?); convert the program straight from "
                     "torch.export.export.")
-        _fail(f"unsupported op {_opname(node.target)} (graph node {node.name!r}){mod}.{hint} "
-              f"Supported {SUPPORTED}")
+        raise UnsupportedOpError(f"unsupported op {_opname(node.target)} (graph node "
+                                 f"{node.name!r}){mod}.{hint} Supported {SUPPORTED}")
 
     def val(self, a, what: str) -> Val:
         if isinstance(a, Val):
