@@ -26,7 +26,7 @@ from lstm_infer.builder import GraphBuilder
 
 from .errors import ConversionError, UnsupportedOpError
 from .onnx_fold import attrs_of, fold_node, is_sym_array, tensor_to_array
-from .onnx_graph import Ctx, OnnxConversionError, Val
+from .onnx_graph import Ctx, OnnxConversionError, OnnxValue
 from .onnx_ops import FOLD_ONLY, HANDLERS, SYMBOLIC, supported_ops
 from .onnx_ops.common import sym_const
 from .onnx_sym import HINTS, AxisError, Dim, Dyn, SymError
@@ -298,7 +298,7 @@ class _Attempt:
         ctx.used = {x for n in model.graph.node for x in n.input} | {o.name for o in model.graph.output}
         ctx.progress = 0
         self._ctx = ctx
-        ctx.values[name] = Val(Dyn("data", name, np.arange(size, dtype=np.int64).reshape(fshape), axes))
+        ctx.values[name] = OnnxValue(Dyn("data", name, np.arange(size, dtype=np.int64).reshape(fshape), axes))
         base = 0
         for vi in _graph_inputs(model):
             if vi.name == name:
@@ -313,7 +313,7 @@ class _Attempt:
             ids = np.arange(base, base + n, dtype=np.int64).reshape(fs)
             ctx.input_ids[vi.name] = (base, fs)
             base += n
-            ctx.values[vi.name] = Val(None, Dyn("ids", "input", ids, ax),
+            ctx.values[vi.name] = OnnxValue(None, Dyn("ids", "input", ids, ax),
                                       why=f"graph input {vi.name!r} is used as data; the engine takes "
                                           f"one input sequence ({name!r}): bind it with "
                                           f"--fix {vi.name}=VALUE or pair it with --state",
@@ -330,7 +330,7 @@ class _Attempt:
         if lay and v.size == 1 and v.ndim < len(lay):
             dims = [_token_dim(t) for t in lay]
             if any(isinstance(d, Dim) for d in dims):
-                return Val(sym_const(v, dims))
+                return OnnxValue(sym_const(v, dims))
             return np.full([int(d) for d in dims], v.reshape(-1)[0], dtype=v.dtype)
         return v
 
@@ -348,7 +348,7 @@ def _pair_states(ctx: Ctx, model, outs: list, manual: list) -> dict[str, str]:
             state_inputs.append((name, mapped))
 
     def matches(mapped: np.ndarray, out) -> bool:
-        if not isinstance(out, Val) or out.ids is None or out.ids.ref != "state":
+        if not isinstance(out, OnnxValue) or out.ids is None or out.ids.ref != "state":
             return False
         o = out.ids.idx
         if o.ndim != mapped.ndim:
@@ -404,7 +404,7 @@ def _finish(att: _Attempt, manual_state: list) -> tuple[GraphBuilder, dict]:
     for vi, val in zip(model.graph.output, att.outs):
         if vi.name in paired_outputs:
             continue
-        if not isinstance(val, Val):
+        if not isinstance(val, OnnxValue):
             raise ConversionError(f"graph output {vi.name!r} is a constant (it does not depend on "
                                   "the input)")
         try:

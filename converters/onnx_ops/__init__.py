@@ -1,7 +1,7 @@
 """One small converter per ONNX op type, registered by name (like onnx2torch).
 
 A converter is `fn(ctx, node, ins, attrs) -> list of outputs`: `ins` holds, per node
-input, None (absent), a numpy array (a constant) or a `Val` (see onnx_graph). Nodes whose
+input, None (absent), a numpy array (a constant) or an `OnnxValue` (see onnx_graph). Nodes whose
 inputs are all constants are folded before their converter is asked (onnx_fold), except
 for the ops in SYMBOLIC, which build symbolic constants themselves.
 """

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx_fold import is_sym_array
-from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, Val, clean_name
+from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, OnnxValue, clean_name
 from ..onnx_sym import HINTS, AxisError, Dyn
 from . import op
 from .common import is_val
@@ -264,17 +264,17 @@ def _recurrent(ctx, node, ins, a):
     else:
         y_idx, y_axes = hpos.reshape(1, 1, D, H), [btok, ("T",), dtok, htok]
         h_shape, h_axes = (1, D, H), [btok, dtok, htok]
-    results.append(Val(Dyn("data", y, y_idx, y_axes, None)))
+    results.append(OnnxValue(Dyn("data", y, y_idx, y_axes, None)))
     readout = np.full(D * width, READ_LEN if uses_len else READ_LAST, np.int64)
     ids_h = np.stack(sids_h).reshape(h_shape)
-    results.append(Val(Dyn("data", fin, hpos.reshape(h_shape), h_axes, readout),
+    results.append(OnnxValue(Dyn("data", fin, hpos.reshape(h_shape), h_axes, readout),
                        Dyn("ids", "state", ids_h, h_axes)))
     if kind == "LSTM":
         ids_c = np.stack(sids_c).reshape(h_shape)
         if cell:
-            results.append(Val(Dyn("data", fin, (hpos + H).reshape(h_shape), h_axes, readout),
+            results.append(OnnxValue(Dyn("data", fin, (hpos + H).reshape(h_shape), h_axes, readout),
                                Dyn("ids", "state", ids_c, h_axes)))
         else:
-            results.append(Val(None, Dyn("ids", "state", ids_c, h_axes),
+            results.append(OnnxValue(None, Dyn("ids", "state", ids_c, h_axes),
                                why=f"LSTM node {node.name!r}: Y_c is not an output of this node"))
     return results[:max(len(node.output), 1)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx_fold import INT_BIG, as_ints, is_sym_array
-from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, Val
+from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, OnnxValue
 from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, broadcast_axes, concrete, dim_of,
                         dims_product, drop_time, feature_slice, norm_axis, pad, reshape,
                         resolve_reshape_target, squeeze, take, transpose, unsqueeze)
@@ -134,7 +134,7 @@ def _identity(ctx, node, ins, a):
         if is_val(ins[2]) or bool(np.asarray(ins[2]).reshape(-1)[0]):
             raise OnnxConversionError("Dropout in training mode is not supported")
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
-        return [ins[0], Val(why="the mask output of Dropout is not supported")]
+        return [ins[0], OnnxValue(why="the mask output of Dropout is not supported")]
     return [ins[0]]
 
 
@@ -215,9 +215,9 @@ def _concat(ctx, node, ins, a):
             ids = None
     try:
         data = concat_data(ctx, node, [to_dyn(x) for x in parts], axis)
-        return [Val(data, ids)]
+        return [OnnxValue(data, ids)]
     except (AxisError, SymError, OnnxConversionError) as e:
-        return [Val(None, ids, str(e), err=e)]
+        return [OnnxValue(None, ids, str(e), err=e)]
 
 
 def _concat_idx(ds: list[Dyn], ax: int, offsets, proto: Dyn) -> Dyn:
@@ -337,7 +337,7 @@ def _pad(ctx, node, ins, a):
         m = ctx.mat(d)
         shift = np.where(d.idx.reshape(-1) < 0, value, 0.0).astype(np.float32)
         v = ctx.emit("Scale", node.name or "pad", [m.ref], {"size": int(shift.size)}, {"shift": shift})
-        out = Val(Dyn("data", v, m.idx, m.axes, m.readout), None)
+        out = OnnxValue(Dyn("data", v, m.idx, m.axes, m.readout), None)
     return [out]
 
 
@@ -379,7 +379,7 @@ def _constant_of_shape(ctx, node, ins, a):
     dims = as_ints(ins[0])
     if not any(isinstance(d, Dim) for d in dims):
         return [np.full([int(d) for d in dims], value.reshape(-1)[0], dtype=value.dtype)]
-    return [Val(sym_const(value, dims))]
+    return [OnnxValue(sym_const(value, dims))]
 
 
 @op("Expand")
@@ -401,5 +401,5 @@ def _expand(ctx, node, ins, a):
             out.readout = None
         return out
     if not is_val(x):
-        x = Val(const_dyn(x))
+        x = OnnxValue(const_dyn(x))
     return [move(x, f)]
