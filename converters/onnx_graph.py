@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,8 +72,17 @@ class Ctx:
     progress: int = 0                      # nodes converted so far (to rank failed attempts)
     input_ids: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # name -> (base, shape)
     used: set = field(default_factory=set)  # tensor names read by a node or a graph output
+    # Converts a nested graph (an If branch) in this context. The importer passes its own
+    # graph walker here so that op converters never import the importer back.
+    subgraph_walker: Callable[[Ctx, Any], list] | None = None
     _gathers: dict = field(default_factory=dict)
     _consts: dict = field(default_factory=dict)
+
+    def walk_subgraph(self, graph) -> list:
+        """The values of `graph`'s outputs, its nodes converted like the main graph's."""
+        if self.subgraph_walker is None:
+            raise OnnxConversionError("nested graphs (If branches) need a graph walker")
+        return self.subgraph_walker(self, graph)
 
     # ---- IR emission ---------------------------------------------------------------
     def size(self, value: str) -> int:

@@ -294,7 +294,8 @@ class _Attempt:
         size = int(np.prod(fshape, dtype=np.int64))
         name = self.data_vi.name
         b = GraphBuilder(name, size)
-        ctx = Ctx(b, name, _opset(model), producer=model.producer_name or "")
+        ctx = Ctx(b, name, _opset(model), producer=model.producer_name or "",
+                  subgraph_walker=walk_graph)
         ctx.used = {x for n in model.graph.node for x in n.input} | {o.name for o in model.graph.output}
         ctx.progress = 0
         self._ctx = ctx

@@ -6,8 +6,8 @@ import numpy as np
 
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import Dyn, broadcast_axes
-from . import op
 from .common import const_dyn, is_val, scalar, to_dyn
+from .registry import op
 
 F32_MAX = float(np.finfo(np.float32).max)
 

@@ -5,9 +5,9 @@ import numpy as np
 
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, squeeze, transpose
-from . import op
 from .common import is_val, to_dyn
 from .elementwise import binary
+from .registry import op
 
 MAX_BLOCK_WEIGHTS = 1 << 22
 

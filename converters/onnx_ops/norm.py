@@ -6,9 +6,9 @@ import numpy as np
 
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, transpose
-from . import op
 from .common import ints, is_val, to_dyn
 from .elementwise import affine
+from .registry import op
 
 
 @op("BatchNormalization")

@@ -28,8 +28,8 @@ import numpy as np
 from ..onnx_fold import is_sym_array
 from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, OnnxValue, clean_name
 from ..onnx_sym import HINTS, AxisError, Dyn
-from . import op
 from .common import is_val
+from .registry import op
 
 N_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # ONNX gate block -> position in our order (see module doc).

@@ -14,8 +14,8 @@ from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, OnnxValue
 from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, broadcast_axes, concrete, dim_of,
                         dims_product, drop_time, feature_slice, norm_axis, pad, reshape,
                         resolve_reshape_target, squeeze, take, transpose, unsqueeze)
-from . import op
 from .common import const_dyn, dims_to_axes, ints, is_val, move, scalar, sym_const, to_dyn
+from .registry import op
 
 
 def _last_step(ctx, d: Dyn, axis: int, keep: bool, what: str) -> Dyn:
