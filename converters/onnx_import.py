@@ -22,6 +22,7 @@ and this module (the attempts of step 2, state pairing and step 4, the public AP
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -188,8 +189,8 @@ def convert_graph(model, fix: dict | None = None,
                 return b, meta, att.ctx.warnings
             except UnsupportedOpError as e:
                 raise UnsupportedOpError(str(e)) from None
-            except (AxisError, OnnxConversionError, SymError) as e:  # before ConversionError,
-                # their base: these mean "try the next axis assignment"
+            except (AxisError, OnnxConversionError, SymError) as e:
+                # "try the next axis assignment"; caught before ConversionError, their base
                 ctx = getattr(att, "ctx", None) or getattr(att, "_ctx", None)
                 errors.append((ctx.progress if ctx is not None else 0, len(errors), e))
             except ConversionError:
@@ -205,7 +206,8 @@ def convert_graph(model, fix: dict | None = None,
 
 
 # ---- public entry points ------------------------------------------------------------------
-def convert_onnx(src, path, dtype: str = "fp32", verify: bool = True, state=None, fix=None,
+def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify: bool = True,
+                 state: list | None = None, fix: dict | None = None,
                  **options) -> ConversionReport:
     """Convert an ONNX file (or ModelProto) to a `.lstm` file; verifies against onnxruntime."""
     if dtype != "fp32":
@@ -225,7 +227,8 @@ def convert_onnx(src, path, dtype: str = "fp32", verify: bool = True, state=None
     return report
 
 
-def verify_onnx(lstm_path, src, inputs=None, fix=None, state=None, **options) -> VerifyReport:
+def verify_onnx(lstm_path: str | os.PathLike, src: Any, inputs: np.ndarray | None = None,
+                fix: dict | None = None, state: list | None = None, **options) -> VerifyReport:
     """Compare a `.lstm` file converted from ONNX with onnxruntime running the source."""
     from .onnx_verify import verify_model
     import lstm_infer

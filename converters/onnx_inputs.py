@@ -18,7 +18,7 @@ TIME_WORDS = ("time", "seq", "len", "step", "frame")
 BATCH_WORDS = ("batch", "n", "b", "bs", "batch_size")
 
 
-def load_onnx(src):
+def load_onnx(src: Any) -> Any:
     import onnx
     if isinstance(src, onnx.ModelProto):
         return src

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +81,7 @@ def _as_example(example):
     return example.detach().to(torch.float32)
 
 
-def export_program(module, example):
+def export_program(module: Any, example: Any) -> Any:
     """torch.export.export(module, (example,)); a failure to trace is a ConversionError."""
     torch = torch_module()
     # A model that fails to trace makes torch log a traceback per failed fake-tensor op;
@@ -135,8 +137,8 @@ def _convert_ep(ep, path, reference, example, verify: bool, options: dict, sourc
     return report
 
 
-def convert_torch(module, path, example_input=None, dtype: str = "fp32", verify: bool = True,
-                  **options) -> ConversionReport:
+def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = None,
+                  dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
     """Convert an `nn.Module` (or a `torch.export.ExportedProgram`) into a `.lstm` file.
 
     `example_input` is one tensor shaped like the model's input: (B, T, I) or (T, B, I) as
@@ -193,8 +195,8 @@ def _load_pt2(src):
                               f"{type(e).__name__}: {e}") from e
 
 
-def convert_torch_file(src, path, dtype: str = "fp32", verify: bool = True,
-                       **options) -> ConversionReport:
+def convert_torch_file(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32",
+                       verify: bool = True, **options) -> ConversionReport:
     """Convert a PyTorch file: `.pt2` from `torch.export.save`, or a state_dict file.
 
     A `.pt2` program is converted as exported (its example inputs, or random inputs of the
@@ -221,7 +223,8 @@ def convert_torch_file(src, path, dtype: str = "fp32", verify: bool = True,
     return report
 
 
-def verify_torch_file(lstm_path, src, inputs=None, **options) -> VerifyReport:
+def verify_torch_file(lstm_path: str | os.PathLike, src: str | os.PathLike,
+                      inputs: np.ndarray | None = None, **options) -> VerifyReport:
     """Compare a `.lstm` file with its PyTorch source (`.pt2` or state_dict file).
 
     `inputs`: an optional numpy array (T, I) or (B, T, I) compared in addition to random
