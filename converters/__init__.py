@@ -4,24 +4,31 @@ so `import converters` is cheap and works without either installed.
     convert_torch(module, "model.lstm", example_input=x)        # an nn.Module in memory
     convert_file("model.pt2", "model.lstm")                     # .pt2 / state_dict / .onnx by suffix
     verify_file("model.lstm", "model.pt2")                      # numerical comparison report
+
+Inside: `torch_import/` (PyTorch: export, walk, `ops/` registry), `onnx_import` with
+`onnx_inputs`, `onnx_walk`, `onnx_graph`, `onnx_sym`, `onnx_fold`, `onnx_optimize` and
+`onnx_ops/` (ONNX), `torch_verify` / `onnx_verify` (numerical checks against the source),
+`torch_state_dict` (architecture from a state_dict), `layout` (weight layouts shared by
+every importer), `errors` (the ConversionError hierarchy), `report` (what they return).
 """
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConversionError, UnsupportedOpError
 from .report import ConversionReport, VerifyReport
 
 __all__ = ["convert_torch", "convert_onnx", "convert_file", "verify_file",
-           "ConversionReport", "VerifyReport", "ConversionError"]
+           "ConversionReport", "VerifyReport", "ConversionError", "UnsupportedOpError"]
 
-
-class ConversionError(ValueError):
-    """The source model uses something the converter does not support (message names it)."""
+if TYPE_CHECKING:  # annotations only: `import converters` stays free of numpy/torch/onnx
+    import numpy as np
 
 
 def _with_dtype(convert, path, dtype: str, verify: bool) -> ConversionReport:
     """Convert at fp32 (verified against the source), then compress to `dtype` and report
     how far the compressed model is from the fp32 one on random unit-scale inputs."""
-    import os
-
     from lstm_infer.quantize import DTYPES, quantize_file
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -57,20 +64,25 @@ def _compression_error(fp32_path, path, dtype: str) -> str:
             "unit-scale inputs (4 x 200 steps); the verification above is of the fp32 model")
 
 
-def convert_torch(module, path, example_input=None, dtype: str = "fp32", verify: bool = True,
-                  **options) -> ConversionReport:
+def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = None,
+                  dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
+    """An nn.Module or ExportedProgram to `path` (converted at fp32, then compressed to
+    `dtype`); see converters.torch_import.convert_torch for the options."""
     from .torch_import import convert_torch as _impl
     return _with_dtype(lambda p: _impl(module, p, example_input=example_input, dtype="fp32",
                                        verify=verify, **options), path, dtype, verify)
 
 
-def convert_onnx(src, path, dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
+def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify: bool = True,
+                 **options) -> ConversionReport:
+    """An ONNX file, bytes or ModelProto to `path`; see converters.onnx_import.convert_onnx."""
     from .onnx_import import convert_onnx as _impl
     return _with_dtype(lambda p: _impl(src, p, dtype="fp32", verify=verify, **options),
                        path, dtype, verify)
 
 
-def convert_file(src, path, dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
+def convert_file(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32",
+                 verify: bool = True, **options) -> ConversionReport:
     """Dispatch on the source file's suffix: .onnx, .pt2 (torch.export), else a state_dict file."""
     s = str(src).lower()
     if s.endswith(".onnx"):
@@ -80,7 +92,8 @@ def convert_file(src, path, dtype: str = "fp32", verify: bool = True, **options)
                        path, dtype, verify)
 
 
-def verify_file(lstm_path, src, inputs=None, **options) -> VerifyReport:
+def verify_file(lstm_path: str | os.PathLike, src: str | os.PathLike,
+                inputs: np.ndarray | None = None, **options) -> VerifyReport:
     """Compare a `.lstm` file with its source model (ONNX or PyTorch file)."""
     s = str(src).lower()
     if s.endswith(".onnx"):

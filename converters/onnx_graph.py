@@ -3,7 +3,7 @@ converter uses (materialising a per-step tensor, constants as IR values, read-ou
 recurrent state bookkeeping).
 
 Every ONNX value is either a numpy array (a constant, possibly holding symbolic `Dim`s)
-or a `Val`: `data` is a `Dyn` of kind "data" (an IR value) or "const" (a constant with
+or an `OnnxValue`: `data` is a `Dyn` of kind "data" (an IR value) or "const" (a constant with
 symbolic broadcast axes); `ids` is a `Dyn` of kind "ids" tracing recurrent state (element
 ids of a state graph input, or of a recurrent layer's final state) through data movement
 so that an input `h0` and an output `hn` can be paired.
@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 from lstm_infer.builder import GraphBuilder
 
-from .onnx_sym import AxisError, Dyn, align_idx, broadcast_axes
-
-
-class OnnxConversionError(ValueError):
-    """Raised for unsupported or inconsistent graphs (wrapped as ConversionError)."""
+from .errors import AxisError, OnnxConversionError
+from .onnx_sym import Dyn, align_idx, broadcast_axes
 
 
 @dataclass
-class Val:
+class OnnxValue:
+    """A non-constant ONNX tensor: per-step data, traced state ids, or both (the torch
+    importer's counterpart is `TorchValue`)."""
     data: Dyn | None = None
     ids: Dyn | None = None
     why: str = ""          # why there is no data (shown when data is needed)
@@ -44,7 +44,10 @@ READ_ANY, READ_LAST, READ_LEN, READ_FIRST = 0, 1, 2, 3
 
 
 @dataclass
-class StateSlot:
+class StateIdRange:
+    """The state ids [base, base + size) given to one recurrent node's h or c, so that a
+    traced graph input and output can be named `<node>.<role>` when they are paired (not
+    the runtime's `lstm_infer.plan.StateSlot`, which places state in buffers)."""
     node: str
     role: str     # "h" or "c"
     size: int
@@ -53,6 +56,7 @@ class StateSlot:
 
 @dataclass
 class Ctx:
+    """Everything the op converters share during one conversion attempt."""
     builder: GraphBuilder
     input_name: str
     opset: int
@@ -63,13 +67,22 @@ class Ctx:
     lengths_nodes: list[str] = field(default_factory=list)
     recurrent_nodes: list[str] = field(default_factory=list)
     init_map: dict[int, int] = field(default_factory=dict)   # input element id -> state id
-    slots: list[StateSlot] = field(default_factory=list)
+    state_ranges: list[StateIdRange] = field(default_factory=list)
     n_state_ids: int = 0
     progress: int = 0                      # nodes converted so far (to rank failed attempts)
     input_ids: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # name -> (base, shape)
     used: set = field(default_factory=set)  # tensor names read by a node or a graph output
+    # Converts a nested graph (an If branch) in this context. The importer passes its own
+    # graph walker here so that op converters never import the importer back.
+    subgraph_walker: Callable[[Ctx, Any], list] | None = None
     _gathers: dict = field(default_factory=dict)
     _consts: dict = field(default_factory=dict)
+
+    def walk_subgraph(self, graph) -> list:
+        """The values of `graph`'s outputs, its nodes converted like the main graph's."""
+        if self.subgraph_walker is None:
+            raise OnnxConversionError("nested graphs (If branches) need a graph walker")
+        return self.subgraph_walker(self, graph)
 
     # ---- IR emission ---------------------------------------------------------------
     def size(self, value: str) -> int:
@@ -163,12 +176,12 @@ class Ctx:
     # ---- recurrent state -------------------------------------------------------------
     def new_state(self, node: str, role: str, size: int) -> np.ndarray:
         base = self.n_state_ids
-        self.slots.append(StateSlot(node, role, size, base))
+        self.state_ranges.append(StateIdRange(node, role, size, base))
         self.n_state_ids += size
         return np.arange(base, base + size, dtype=np.int64)
 
     def state_name(self, sid: int) -> tuple[str, int]:
-        for s in self.slots:
+        for s in self.state_ranges:
             if s.base <= sid < s.base + s.size:
                 return f"{s.node}.{s.role}", sid - s.base
         raise KeyError(sid)

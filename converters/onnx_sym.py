@@ -24,17 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import AxisError, SymError  # re-exported: the ONNX modules import them from here
+
 __all__ = ["Dim", "Dyn", "SymError", "AxisError", "HINTS", "dim_of", "dims_product"]
 
 HINTS: dict[str, int | None] = {"T": None, "B": None}  # the file's fixed sizes, per conversion
-
-
-class SymError(ValueError):
-    """A symbolic size computation that cannot be resolved."""
-
-
-class AxisError(ValueError):
-    """The chosen time/batch axes of the data input do not fit the graph (try another)."""
 
 
 class Dim:

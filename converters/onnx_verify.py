@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .onnx_inputs import parse_fix_value
 from .report import VerifyReport
 
 READ_ROWS = {0: "last", 1: "last", 2: "len", 3: "first"}
@@ -167,7 +168,6 @@ def _err(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 def _feeds(meta, model, X, T, B, lens, fix):
-    from .onnx_import import parse_fix_value
     feeds = {}
     fix = dict(fix or {})
     for inp in meta["inputs"]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from . import ConversionError
+from .errors import ConversionError
 
 _RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 _CELL_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)$")

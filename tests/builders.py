@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from converters.layout import recurrent_shapes
 from lstm_infer.builder import GraphBuilder
 
 
@@ -14,25 +15,25 @@ def _u(rng, shape, scale):
 def add_recurrent(b: GraphBuilder, rng, op: str, name: str, x: str, I: int, H: int, *,
                   proj: int = 0, bias: bool = True, reverse: bool = False, lbr: bool = True,
                   nonlinearity: str = "tanh", init_state: bool = False) -> str:
+    """One recurrent node with random weights drawn directly in the IR layout
+    (`converters.layout.recurrent_shapes`: W_ih (I, G*H), W_hh (R, G*H), ...)."""
     s = 1 / np.sqrt(H)
+    shapes = recurrent_shapes(op, I, H, proj if op == "LSTM" else 0)
+    w = {"W_ih": _u(rng, shapes["W_ih"], s), "W_hh": _u(rng, shapes["W_hh"], s)}
+    if op == "GRU":  # GRU keeps b_ih and b_hh apart
+        w["b_ih"] = _u(rng, shapes["b_ih"], s) if bias else None
+        w["b_hh"] = _u(rng, shapes["b_hh"], s) if bias else None
+    else:  # one folded bias b_ih + b_hh: twice the range of each
+        w["bias"] = _u(rng, shapes["bias"], 2 * s) if bias else None
     if op == "LSTM":
-        R = proj or H
-        w = {"W_ih": _u(rng, (I, 4 * H), s), "W_hh": _u(rng, (R, 4 * H), s),
-             "bias": _u(rng, (4 * H,), 2 * s) if bias else None,
-             "W_hr": _u(rng, (H, proj), s) if proj else None,
-             "h0": _u(rng, (R,), 0.5) if init_state else None,
-             "c0": _u(rng, (H,), 0.5) if init_state else None}
+        w["W_hr"] = _u(rng, shapes["W_hr"], s) if proj else None
+    w["h0"] = _u(rng, shapes["h0"], 0.5) if init_state else None
+    if op == "LSTM":
+        w["c0"] = _u(rng, shapes["c0"], 0.5) if init_state else None
         attrs = {"input_size": I, "hidden_size": H, "proj_size": proj, "reverse": reverse}
     elif op == "GRU":
-        w = {"W_ih": _u(rng, (I, 3 * H), s), "W_hh": _u(rng, (H, 3 * H), s),
-             "b_ih": _u(rng, (3 * H,), s) if bias else None,
-             "b_hh": _u(rng, (3 * H,), s) if bias else None,
-             "h0": _u(rng, (H,), 0.5) if init_state else None}
         attrs = {"input_size": I, "hidden_size": H, "linear_before_reset": lbr, "reverse": reverse}
     else:
-        w = {"W_ih": _u(rng, (I, H), s), "W_hh": _u(rng, (H, H), s),
-             "bias": _u(rng, (H,), 2 * s) if bias else None,
-             "h0": _u(rng, (H,), 0.5) if init_state else None}
         attrs = {"input_size": I, "hidden_size": H, "nonlinearity": nonlinearity, "reverse": reverse}
     return b.add(op, name, [x], attrs, w)
 

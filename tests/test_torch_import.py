@@ -273,7 +273,8 @@ def test_verify_report_and_summary(tmp_path):
 
 def test_verify_catches_a_wrong_file(tmp_path):
     """verify_against compares with torch for real: another model's file fails."""
-    from converters.torch_import import _analyse, _export
+    from converters.torch_import.api import export_program as _export
+    from converters.torch_import.emit import analyse as _analyse
     from converters.torch_verify import verify_against
     a, b = RecurrentHead("gru", 3, 4, batch_first=True), RecurrentHead("gru", 3, 4, batch_first=True)
     x = torch.randn(2, 5, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx_fold import as_ints, is_sym_array, to_concrete
-from ..onnx_graph import OnnxConversionError, Val
+from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dim, Dyn, SymError
 
 
@@ -43,13 +43,13 @@ def sym_const(value: np.ndarray, dims: list) -> Dyn:
 
 
 def to_dyn(x) -> Dyn:
-    if isinstance(x, Val):
+    if isinstance(x, OnnxValue):
         return x.need()
     return const_dyn(x)
 
 
-def move(v: Val, f) -> Val:
-    """Apply a data-movement transform to each part of a Val (errors on data are kept
+def move(v: OnnxValue, f) -> OnnxValue:
+    """Apply a data-movement transform to each part of an OnnxValue (errors on data are kept
     and raised where the data is needed; state tracing just stops)."""
     data, why, err = None, v.why, None
     if v.data is not None:
@@ -63,17 +63,17 @@ def move(v: Val, f) -> Val:
             ids = f(v.ids)
         except Exception:  # state tracing is best effort; pairing then reports it
             ids = None
-    return Val(data, ids, str(err) if err is not None else why, err=err if err is not None else v.err)
+    return OnnxValue(data, ids, str(err) if err is not None else why, err=err if err is not None else v.err)
 
 
 def ints(x, what: str) -> list:
-    if isinstance(x, Val):
+    if isinstance(x, OnnxValue):
         raise OnnxConversionError(f"{what} must be a constant (it depends on the input data)")
     return as_ints(x)
 
 
 def scalar(x, what: str) -> float:
-    if isinstance(x, Val):
+    if isinstance(x, OnnxValue):
         raise OnnxConversionError(f"{what} must be a constant")
     arr = np.asarray(to_concrete(np.asarray(x)) if is_sym_array(np.asarray(x)) else x)
     if arr.size != 1:
@@ -82,4 +82,4 @@ def scalar(x, what: str) -> float:
 
 
 def is_val(x) -> bool:
-    return isinstance(x, Val)
+    return isinstance(x, OnnxValue)

@@ -5,8 +5,8 @@ import numpy as np
 
 from ..onnx_fold import is_sym_array, tensor_to_array, to_concrete
 from ..onnx_graph import OnnxConversionError
-from . import op
 from .common import is_val
+from .registry import op
 
 
 @op("Constant")
@@ -30,8 +30,7 @@ def _if(ctx, node, ins, a):
     if c.size != 1:
         raise OnnxConversionError("If condition is not a single value")
     branch = a["then_branch"] if bool(c.reshape(-1)[0]) else a["else_branch"]
-    from ..onnx_import import walk_graph
-    outs = walk_graph(ctx, branch)
+    outs = ctx.walk_subgraph(branch)
     if len(outs) != len(node.output):
         raise OnnxConversionError("If branch returns a different number of outputs")
     return outs

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..onnx_graph import OnnxConversionError, Val
+from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import Dyn, broadcast_axes
-from . import op
 from .common import const_dyn, is_val, scalar, to_dyn
+from .registry import op
 
 F32_MAX = float(np.finfo(np.float32).max)
 
 
-def unary(ctx, node, x, kind: str, **params) -> Val:
+def unary(ctx, node, x, kind: str, **params) -> OnnxValue:
     d = to_dyn(x)
     if d.kind == "const":
         raise OnnxConversionError(f"{node.op_type} of a constant that depends on the sequence "
@@ -22,7 +22,7 @@ def unary(ctx, node, x, kind: str, **params) -> Val:
     attrs = {"kind": kind, "size": ctx.size(d.ref)}
     attrs.update({k: float(v) for k, v in params.items() if v is not None})
     v = ctx.emit("Activation", node.name or node.op_type.lower(), [d.ref], attrs)
-    return Val(Dyn("data", v, d.idx, d.axes, d.readout))
+    return OnnxValue(Dyn("data", v, d.idx, d.axes, d.readout))
 
 
 def affine(ctx, node, x: Dyn, scale=None, shift=None) -> Dyn:
@@ -68,7 +68,7 @@ def _const_array(ctx, c) -> np.ndarray:
     return np.asarray(c, np.float64)
 
 
-def binary(ctx, node, x, y, kind: str) -> Val:
+def binary(ctx, node, x, y, kind: str) -> OnnxValue:
     """kind: add sub mul div pow max min, with x/y constants or per-step tensors."""
     a, b = to_dyn(x), to_dyn(y)
     if a.kind == "const" and b.kind == "const":
@@ -77,35 +77,36 @@ def binary(ctx, node, x, y, kind: str) -> Val:
         fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
               "pow": np.power, "max": np.maximum, "min": np.minimum}[kind]
         out = fn(av, bv)
-        return Val(Dyn("const", np.asarray(out), np.arange(out.size).reshape(fs), axes))
+        return OnnxValue(Dyn("const", np.asarray(out), np.arange(out.size).reshape(fs), axes))
     if a.kind == "data" and b.kind == "data":
-        return Val(_binary_ir(ctx, node, a, b, kind))
+        return OnnxValue(_binary_ir(ctx, node, a, b, kind))
     const_left = a.kind == "const"
     xd = b if const_left else a
     carr = _const_array(ctx, x if const_left else y)
     if kind == "add":
-        return Val(affine(ctx, node, xd, shift=carr))
+        return OnnxValue(affine(ctx, node, xd, shift=carr))
     if kind == "sub":
-        return Val(affine(ctx, node, xd, scale=-np.ones_like(carr) if const_left else None,
+        return OnnxValue(affine(ctx, node, xd, scale=-np.ones_like(carr) if const_left else None,
                           shift=carr if const_left else -carr))
     if kind == "mul":
-        return Val(affine(ctx, node, xd, scale=carr))
+        return OnnxValue(affine(ctx, node, xd, scale=carr))
     if kind == "div" and not const_left:
-        return Val(affine(ctx, node, xd, scale=1.0 / carr))
+        return OnnxValue(affine(ctx, node, xd, scale=1.0 / carr))
     cd = const_dyn(carr.astype(np.float32))
     if kind == "pow" and not const_left and carr.size and np.all(carr == carr.reshape(-1)[0]):
         e = float(carr.reshape(-1)[0])
         if broadcast_axes(xd.axes, xd.fshape, cd.axes, cd.fshape)[1] == xd.fshape:
             if e == 1.0:
-                return Val(xd)
+                return OnnxValue(xd)
             if e == 2.0:
-                return Val(_binary_ir(ctx, node, xd, xd, "mul"))
+                return OnnxValue(_binary_ir(ctx, node, xd, xd, "mul"))
             if e == 0.5:
-                return unary(ctx, node, Val(xd), "sqrt")
+                return unary(ctx, node, OnnxValue(xd), "sqrt")
             if e == -1.0:
-                return unary(ctx, node, Val(xd), "reciprocal")
-            return unary(ctx, node, Val(xd), "pow", alpha=e)
-    return Val(_binary_ir(ctx, node, cd, xd, kind) if const_left else _binary_ir(ctx, node, xd, cd, kind))
+                return unary(ctx, node, OnnxValue(xd), "reciprocal")
+            return unary(ctx, node, OnnxValue(xd), "pow", alpha=e)
+    return OnnxValue(_binary_ir(ctx, node, cd, xd, kind) if const_left
+                     else _binary_ir(ctx, node, xd, cd, kind))
 
 
 for _name, _kind in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"), ("Pow", "pow")):
@@ -144,7 +145,7 @@ def _elu(ctx, node, ins, a):
 @op("Selu")
 def _selu(ctx, node, ins, a):
     y = unary(ctx, node, ins[0], "elu", alpha=a.get("alpha", 1.67326319217681884765625))
-    return [Val(affine(ctx, node, y.data, scale=np.float64(a.get("gamma", 1.05070102214813232421875))))]
+    return [OnnxValue(affine(ctx, node, y.data, scale=np.float64(a.get("gamma", 1.05070102214813232421875))))]
 
 
 @op("ThresholdedRelu")
@@ -160,7 +161,7 @@ def _hard_sigmoid(ctx, node, ins, a):
 @op("HardSwish")
 def _hard_swish(ctx, node, ins, a):
     hs = unary(ctx, node, ins[0], "hard_sigmoid", alpha=1.0 / 6.0, beta=0.5)
-    return [Val(_binary_ir(ctx, node, to_dyn(ins[0]), hs.data, "mul"))]
+    return [OnnxValue(_binary_ir(ctx, node, to_dyn(ins[0]), hs.data, "mul"))]
 
 
 @op("Gelu")
@@ -194,7 +195,7 @@ def _where(ctx, node, ins, a):
     if dx.kind == "const" and dy.kind == "const":
         xv, yv = ctx.mat(dx, axes, fs).ref, ctx.mat(dy, axes, fs).ref
         out = np.where(cm.reshape(-1), xv, yv)
-        return [Val(Dyn("const", out, np.arange(out.size).reshape(fs), axes))]
+        return [OnnxValue(Dyn("const", out, np.arange(out.size).reshape(fs), axes))]
     xm, ym = ctx.as_data(dx, axes, fs), ctx.as_data(dy, axes, fs)
     seq = (dx.kind == "data" and dx.readout is None) or (dy.kind == "data" and dy.readout is None)
     rx = None if (seq and dx.kind == "const") else xm.readout
@@ -203,9 +204,9 @@ def _where(ctx, node, ins, a):
         ctx.pair_readout(rx if rx is not None else None, ry, "Where")
     if xm.ref == ym.ref:
         idx = np.where(cm, xm.idx, ym.idx)
-        return [Val(Dyn("data", xm.ref, idx, axes, None if seq else xm.readout))]
+        return [OnnxValue(Dyn("data", xm.ref, idx, axes, None if seq else xm.readout))]
     nx = ctx.size(xm.ref)
     v = ctx.emit("Concat", node.name or "where", [xm.ref, ym.ref], {"sizes": [nx, ctx.size(ym.ref)]})
     idx = np.where(cm, xm.idx, ym.idx + nx)
     readout = None if seq else np.concatenate([xm.readout, ym.readout])
-    return [Val(Dyn("data", v, idx, axes, readout))]
+    return [OnnxValue(Dyn("data", v, idx, axes, readout))]

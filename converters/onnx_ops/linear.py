@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..onnx_graph import OnnxConversionError, Val
+from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, squeeze, transpose
-from . import op
 from .common import is_val, to_dyn
 from .elementwise import binary
+from .registry import op
 
 MAX_BLOCK_WEIGHTS = 1 << 22
 
@@ -67,7 +67,7 @@ def _gemm(ctx, node, ins, a):
         y = contract(ctx, node, d, 0 if ta else 1, alpha * Bm, bias)
         if ta:
             y = transpose(y, [1, 0])
-        out = Val(y)
+        out = OnnxValue(y)
         if C is not None and bias is None:
             out = binary(ctx, node, out, beta * np.asarray(C, np.float64), "add")
         return [out]
@@ -78,7 +78,7 @@ def _gemm(ctx, node, ins, a):
         y = contract(ctx, node, d, 1 if tb else 0, (alpha * Am).T, None)  # axis K -> M
         if tb:
             y = transpose(y, [1, 0])
-        out = Val(y)
+        out = OnnxValue(y)
         if C is not None:
             out = binary(ctx, node, out, beta * np.asarray(C, np.float64), "add")
         return [out]
@@ -94,13 +94,13 @@ def _matmul(ctx, node, ins, a):
         d = to_dyn(A)
         if Bm.ndim == 1:
             y = contract(ctx, node, d, -1, Bm[:, None], None)
-            return [Val(squeeze(y, [y.rank - 1]))]
+            return [OnnxValue(squeeze(y, [y.rank - 1]))]
         if any(n != 1 for n in Bm.shape[:-2]):
             raise OnnxConversionError("MatMul with a batched constant matrix is not supported")
         y = contract(ctx, node, d, -1, Bm.reshape(Bm.shape[-2:]), None)
         for _ in range(Bm.ndim - y.rank):
             y = Dyn(y.kind, y.ref, y.idx[None], [()] + y.axes, y.readout)
-        return [Val(y)]
+        return [OnnxValue(y)]
     if is_val(B) and not is_val(A):
         Am = np.asarray(A, np.float64)
         d = to_dyn(B)
@@ -108,13 +108,13 @@ def _matmul(ctx, node, ins, a):
             raise OnnxConversionError("MatMul of a constant matrix with a vector per step")
         if Am.ndim == 1:
             y = contract(ctx, node, d, -2, Am[:, None], None)
-            return [Val(squeeze(y, [y.rank - 2]))]
+            return [OnnxValue(squeeze(y, [y.rank - 2]))]
         if any(n != 1 for n in Am.shape[:-2]):
             raise OnnxConversionError("MatMul with a batched constant matrix is not supported")
         y = contract(ctx, node, d, -2, Am.reshape(Am.shape[-2:]).T, None)
         for _ in range(Am.ndim - y.rank):
             y = Dyn(y.kind, y.ref, y.idx[None], [()] + y.axes, y.readout)
-        return [Val(y)]
+        return [OnnxValue(y)]
     raise OnnxConversionError("MatMul of two per-step tensors is not supported (one operand must "
                               "be a constant weight matrix)")
 
@@ -168,4 +168,4 @@ def _conv(ctx, node, ins, a):
     lout = n // M
     idx = np.arange(n, dtype=np.int64).reshape(M, lout)
     axes = [d.axes[0], ("F",) if M > 1 else (), ("F",) if lout > 1 else ()]
-    return [Val(Dyn("data", v, idx[None], axes, ctx.mixed_readout(xm, n, "Conv")))]
+    return [OnnxValue(Dyn("data", v, idx[None], axes, ctx.mixed_readout(xm, n, "Conv")))]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..onnx_graph import OnnxConversionError, Val
+from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, transpose
-from . import op
 from .common import ints, is_val, to_dyn
 from .elementwise import affine
+from .registry import op
 
 
 @op("BatchNormalization")
@@ -25,7 +25,7 @@ def _batchnorm(ctx, node, ins, a):
     s = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     t = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * s
     shape = (-1,) + (1,) * (d.rank - 2)
-    return [Val(affine(ctx, node, d, scale=s.reshape(shape), shift=t.reshape(shape)))]
+    return [OnnxValue(affine(ctx, node, d, scale=s.reshape(shape), shift=t.reshape(shape)))]
 
 
 @op("LayerNormalization")
@@ -50,7 +50,7 @@ def _layernorm(ctx, node, ins, a):
     v = ctx.emit("LayerNorm", node.name or "layernorm", [m.ref],
                  {"size": size, "rows": rows, "eps": float(a.get("epsilon", 1e-5))},
                  {"weight": w, "bias": b})
-    return [Val(Dyn("data", v, m.idx, m.axes, ctx.mixed_readout(m, m.idx.size, node.op_type)))]
+    return [OnnxValue(Dyn("data", v, m.idx, m.axes, ctx.mixed_readout(m, m.idx.size, node.op_type)))]
 
 
 def _grouped(ctx, node, d: Dyn, red: list[int], emit):
@@ -81,7 +81,7 @@ def _softmax(ctx, node, ins, a):
     def emit(v, group):
         return ctx.emit("Activation", node.name or kind, [v],
                         {"kind": kind, "size": ctx.size(v), "axis_size": group})
-    return [Val(_grouped(ctx, node, d, red, emit))]
+    return [OnnxValue(_grouped(ctx, node, d, red, emit))]
 
 
 @op("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
@@ -129,4 +129,4 @@ def _reduce(ctx, node, ins, a):
         axes = [() if k in red else out.axes[k] for k in range(d.rank)]
         out = Dyn(out.kind, out.ref, out.idx.reshape([1 if k in red else out.idx.shape[k]
                                                        for k in range(d.rank)]), axes, out.readout)
-    return [Val(out)]
+    return [OnnxValue(out)]

@@ -1,17 +1,9 @@
 """ONNX LSTM, GRU and RNN (opsets 7-22, every attribute and optional input).
 
 One ONNX node becomes one IR node per direction (a bidirectional layer: a forward node, a
-reverse node and a Concat, forward first). Weights are re-laid out for our kernels:
-
-* ONNX LSTM W/R rows are gate blocks in the order i, o, f, c; ours (PyTorch) is i, f, g, o
-  with g = the cell candidate (ONNX "c"): block order [0, 2, 3, 1] of the ONNX blocks.
-  Our `bias` is Wb + Rb in that order. ONNX P (peepholes) is i, o, f; ours is i, f, o:
-  blocks [0, 2, 1].
-* ONNX GRU blocks are z, r, h; ours (PyTorch) r, z, n: block order [1, 0, 2]; b_ih = Wb and
-  b_hh = Rb in that order (kept apart: with linear_before_reset the hidden bias sits
-  inside the reset product).
-* ONNX RNN has one block; bias = Wb + Rb.
-* All matrices are stored transposed ((in, gates*H)), as the kernels read them.
+reverse node and a Concat, forward first). Weights are re-laid out for our kernels by
+`converters.layout.onnx_recurrent_weights` (gate orders, bias folding, peepholes,
+transposes: see converters/layout.py).
 
 Outputs: Y is a per-step value; Y_h of a forward direction is its per-step h (read at the
 last step, or at lengths-1 with sequence_lens); a reverse direction's final state is reached
@@ -25,16 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layout import GATES, onnx_recurrent_weights
 from ..onnx_fold import is_sym_array
-from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, Val, clean_name
+from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, OnnxValue, clean_name
 from ..onnx_sym import HINTS, AxisError, Dyn
-from . import op
 from .common import is_val
+from .registry import op
 
-N_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-# ONNX gate block -> position in our order (see module doc).
-BLOCK_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
-PEEPHOLE_ORDER = [0, 2, 1]
 DEFAULT_ACTS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"], "RNN": ["tanh"]}
 ACT_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "affine": "affine",
              "leakyrelu": "leaky_relu", "thresholdedrelu": "thresholded_relu",
@@ -69,10 +58,6 @@ def parse_activations(a: dict, op_type: str, D: int) -> list[list[dict]]:
         beta = (betas.pop(0) if betas else db) if ub else 0.0
         out.append({"kind": ACT_NAMES[key], "alpha": float(alpha), "beta": float(beta)})
     return [out[i * n:(i + 1) * n] for i in range(D)]
-
-
-def _blocks(M: np.ndarray, order: list[int], H: int) -> np.ndarray:
-    return np.concatenate([M[k * H:(k + 1) * H] for k in order], axis=0)
 
 
 def _const(x, what: str) -> np.ndarray | None:
@@ -141,7 +126,7 @@ def _lengths(ctx, x, node_name: str) -> bool:
 @op("LSTM", "GRU", "RNN")
 def _recurrent(ctx, node, ins, a):
     kind = node.op_type
-    G = N_GATES[kind]
+    G = GATES[kind]
     ins = list(ins) + [None] * (8 - len(ins))
     X = ins[0]
     if not is_val(X) or X.data is None:
@@ -187,7 +172,6 @@ def _recurrent(ctx, node, ins, a):
             f"GRU node {node.name!r}: the file says linear_before_reset=0, but PyTorch's GRU is "
             "linear_before_reset=1 (a known exporter mistake); converted as written, so results "
             "match onnxruntime on this file, not necessarily the original PyTorch model")
-    order = BLOCK_ORDER[kind]
     # Only a Y_c that something reads needs the [h, c] output (a paired Y_c is state).
     cell = kind == "LSTM" and len(node.output) > 2 and node.output[2] in ctx.used
     outs_v, sids_h, sids_c = [], [], []
@@ -195,25 +179,16 @@ def _recurrent(ctx, node, ins, a):
         rev = direction == "reverse" or k == 1
         name = base + ("_reverse" if D == 2 and k == 1 else "")
         attrs: dict = {"input_size": I, "hidden_size": H, "reverse": rev}
-        w: dict = {"W_ih": _blocks(W[k], order, H).T, "W_hh": _blocks(R[k], order, H).T}
+        peephole = P[k] if P is not None and np.any(P[k] != 0) else None
+        w = onnx_recurrent_weights(kind, W[k], R[k], None if B is None else B[k], peephole)
         if kind == "LSTM":
             attrs["proj_size"] = 0
             if cell:
                 attrs["output_cell"] = True
-            if B is not None:
-                w["bias"] = _blocks(B[k][:4 * H] + B[k][4 * H:], order, H)
-            if P is not None and np.any(P[k] != 0):
-                w["peephole"] = _blocks(P[k], PEEPHOLE_ORDER, H)
             if int(a.get("input_forget", 0)):
                 attrs["input_forget"] = True
         elif kind == "GRU":
             attrs["linear_before_reset"] = lbr
-            if B is not None:
-                w["b_ih"] = _blocks(B[k][:3 * H], order, H)
-                w["b_hh"] = _blocks(B[k][3 * H:], order, H)
-        else:
-            if B is not None:
-                w["bias"] = B[k][:H] + B[k][H:]
         act = acts[k]
         if kind == "RNN":
             if [x["kind"] for x in act] == ["relu"]:
@@ -264,17 +239,17 @@ def _recurrent(ctx, node, ins, a):
     else:
         y_idx, y_axes = hpos.reshape(1, 1, D, H), [btok, ("T",), dtok, htok]
         h_shape, h_axes = (1, D, H), [btok, dtok, htok]
-    results.append(Val(Dyn("data", y, y_idx, y_axes, None)))
+    results.append(OnnxValue(Dyn("data", y, y_idx, y_axes, None)))
     readout = np.full(D * width, READ_LEN if uses_len else READ_LAST, np.int64)
     ids_h = np.stack(sids_h).reshape(h_shape)
-    results.append(Val(Dyn("data", fin, hpos.reshape(h_shape), h_axes, readout),
+    results.append(OnnxValue(Dyn("data", fin, hpos.reshape(h_shape), h_axes, readout),
                        Dyn("ids", "state", ids_h, h_axes)))
     if kind == "LSTM":
         ids_c = np.stack(sids_c).reshape(h_shape)
         if cell:
-            results.append(Val(Dyn("data", fin, (hpos + H).reshape(h_shape), h_axes, readout),
+            results.append(OnnxValue(Dyn("data", fin, (hpos + H).reshape(h_shape), h_axes, readout),
                                Dyn("ids", "state", ids_c, h_axes)))
         else:
-            results.append(Val(None, Dyn("ids", "state", ids_c, h_axes),
+            results.append(OnnxValue(None, Dyn("ids", "state", ids_c, h_axes),
                                why=f"LSTM node {node.name!r}: Y_c is not an output of this node"))
     return results[:max(len(node.output), 1)]

@@ -1,5 +1,6 @@
 """Data movement and shape bookkeeping: Reshape, Flatten, Transpose, Squeeze, Unsqueeze,
-Slice, Gather, Concat, Split, Pad, Expand, Shape, Size, ConstantOfShape.
+Slice, Gather, Concat, Split, Pad, Identity/Dropout, Cast (Shape, Size, ConstantOfShape
+and Expand are in sizes.py).
 
 On per-step tensors these only rewrite the index map of the Dyn (onnx_sym); an IR
 `Gather` appears later, only if an op needs the elements in a new order. Selecting the
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..onnx_fold import INT_BIG, as_ints, is_sym_array
-from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, Val
-from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, broadcast_axes, concrete, dim_of,
-                        dims_product, drop_time, feature_slice, norm_axis, pad, reshape,
-                        resolve_reshape_target, squeeze, take, transpose, unsqueeze)
-from . import op
-from .common import const_dyn, dims_to_axes, ints, is_val, move, scalar, sym_const, to_dyn
+from ..onnx_fold import INT_BIG, is_sym_array
+from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, OnnxValue
+from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, concrete, dim_of, dims_product,
+                        drop_time, feature_slice, norm_axis, pad, reshape, resolve_reshape_target,
+                        squeeze, take, transpose, unsqueeze)
+from .common import ints, is_val, move, scalar, to_dyn
+from .registry import op
 
 
 def _last_step(ctx, d: Dyn, axis: int, keep: bool, what: str) -> Dyn:
@@ -134,7 +135,7 @@ def _identity(ctx, node, ins, a):
         if is_val(ins[2]) or bool(np.asarray(ins[2]).reshape(-1)[0]):
             raise OnnxConversionError("Dropout in training mode is not supported")
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
-        return [ins[0], Val(why="the mask output of Dropout is not supported")]
+        return [ins[0], OnnxValue(why="the mask output of Dropout is not supported")]
     return [ins[0]]
 
 
@@ -215,9 +216,9 @@ def _concat(ctx, node, ins, a):
             ids = None
     try:
         data = concat_data(ctx, node, [to_dyn(x) for x in parts], axis)
-        return [Val(data, ids)]
+        return [OnnxValue(data, ids)]
     except (AxisError, SymError, OnnxConversionError) as e:
-        return [Val(None, ids, str(e), err=e)]
+        return [OnnxValue(None, ids, str(e), err=e)]
 
 
 def _concat_idx(ds: list[Dyn], ax: int, offsets, proto: Dyn) -> Dyn:
@@ -337,69 +338,5 @@ def _pad(ctx, node, ins, a):
         m = ctx.mat(d)
         shift = np.where(d.idx.reshape(-1) < 0, value, 0.0).astype(np.float32)
         v = ctx.emit("Scale", node.name or "pad", [m.ref], {"size": int(shift.size)}, {"shift": shift})
-        out = Val(Dyn("data", v, m.idx, m.axes, m.readout), None)
+        out = OnnxValue(Dyn("data", v, m.idx, m.axes, m.readout), None)
     return [out]
-
-
-@op("Shape")
-def _shape(ctx, node, ins, a):
-    x = ins[0]
-    if is_val(x):
-        d = x.data if x.data is not None else x.ids
-        if d is None:
-            x.need()
-        dims = d.dims()
-    else:
-        dims = list(np.asarray(x).shape)
-    start, end = a.get("start", 0), a.get("end", None)
-    dims = dims[slice(start, end)]
-    arr = np.empty(len(dims), dtype=object)
-    for i, v in enumerate(dims):
-        arr[i] = v
-    if not any(isinstance(v, Dim) for v in dims):
-        arr = np.array([int(v) for v in dims], dtype=np.int64)
-    return [arr]
-
-
-@op("Size")
-def _size(ctx, node, ins, a):
-    out = _shape(ctx, node, ins, {})[0]
-    p = dims_product(list(out))
-    if isinstance(p, Dim):
-        arr = np.empty((), dtype=object)
-        arr[()] = p
-        return [arr]
-    return [np.array(int(p), np.int64)]
-
-
-@op("ConstantOfShape")
-def _constant_of_shape(ctx, node, ins, a):
-    from ..onnx_fold import tensor_to_array
-    value = tensor_to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-    dims = as_ints(ins[0])
-    if not any(isinstance(d, Dim) for d in dims):
-        return [np.full([int(d) for d in dims], value.reshape(-1)[0], dtype=value.dtype)]
-    return [Val(sym_const(value, dims))]
-
-
-@op("Expand")
-def _expand(ctx, node, ins, a):
-    x, shape = ins
-    dims = ints(shape, "Expand shape")
-    if not is_val(x) and not any(isinstance(d, Dim) for d in dims):
-        arr = np.asarray(x)
-        return [arr * np.ones([int(d) for d in dims], dtype=arr.dtype)]
-    t_axes, t_fs = dims_to_axes(dims)
-
-    def f(d: Dyn) -> Dyn:
-        axes, fs = broadcast_axes(d.axes, d.fshape, t_axes, t_fs)
-        idx = np.broadcast_to(d.idx.reshape((1,) * (len(fs) - d.rank) + d.fshape), fs)
-        out = d.with_(np.ascontiguousarray(idx), axes)
-        if d.kind == "data" and d.readout is not None and any("T" in t for t in axes):
-            if np.any(d.readout != READ_ANY):
-                raise AxisError("Expand of a final-state value over time")
-            out.readout = None
-        return out
-    if not is_val(x):
-        x = Val(const_dyn(x))
-    return [move(x, f)]

@@ -1,0 +1,246 @@
+"""The PyTorch importer's entry points: `convert_torch` (an nn.Module or ExportedProgram),
+`convert_torch_file` (.pt2 or state_dict file) and `verify_torch_file`, plus exporting
+the module and choosing the example input."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..report import ConversionReport, VerifyReport
+from .emit import analyse, write_ir
+from .fx import fx_shape, torch_module
+
+__all__ = ["convert_torch", "convert_torch_file", "verify_torch_file", "export_program"]
+
+_KNOWN_OPTIONS = {"outputs", "lengths", "seed", "tolerance", "rnn_nonlinearity",
+                  "layernorm_eps", "batch_size"}
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype != "fp32":  # converters.convert_torch/convert_file compress after this (fp16, int8)
+        raise ValueError(f"this importer writes fp32; use converters.convert_torch or "
+                         f"convert_file for dtype {dtype!r}")
+
+
+def _split_options(options: dict) -> tuple[dict, list[str]]:
+    """(known options, a warning naming the unknown ones): unknown options are ignored."""
+    unknown = sorted(set(options) - _KNOWN_OPTIONS)
+    return ({k: v for k, v in options.items() if k in _KNOWN_OPTIONS},
+            [f"ignored unknown option(s) for PyTorch import: {', '.join(unknown)}"]
+            if unknown else [])
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence torch's warnings while exporting or loading (errors still raise)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _default_example(module):
+    """(B=2, T=5, I) or (T=5, B=2, I) from the first submodule that reveals its input size."""
+    torch = torch_module()
+    nn = torch.nn
+    first_rnn = next((m for m in module.modules() if isinstance(m, nn.RNNBase)), None)
+    for m in module.modules():
+        size = None
+        if isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
+            size = m.input_size
+        elif isinstance(m, nn.Linear):
+            size = m.in_features
+        elif isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
+            size = m.normalized_shape[0]
+        if size is not None:
+            batch_first = True if first_rnn is None else first_rnn.batch_first
+            return torch.randn((2, 5, size) if batch_first else (5, 2, size))
+    raise ValueError("example_input is required: pass a tensor shaped like the model's input, "
+                     "e.g. torch.randn(2, 5, input_size) for (B, T, I) or (T, B, I) as the model "
+                     "expects")
+
+
+def _as_example(example):
+    torch = torch_module()
+    if isinstance(example, (tuple, list)):
+        if len(example) != 1:
+            raise ValueError(f"example_input must be one tensor, got {len(example)}")
+        example = example[0]
+    if isinstance(example, np.ndarray):
+        example = torch.from_numpy(np.asarray(example, np.float32))
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(f"example_input must be a torch.Tensor, got {type(example).__name__}")
+    if example.dim() not in (2, 3):
+        raise ValueError(f"example_input has shape {tuple(example.shape)}; expected (B, T, I), "
+                         "(T, B, I) or (T, I)")
+    return example.detach().to(torch.float32)
+
+
+def export_program(module: Any, example: Any) -> Any:
+    """torch.export.export(module, (example,)); a failure to trace is a ConversionError."""
+    torch = torch_module()
+    # A model that fails to trace makes torch log a traceback per failed fake-tensor op;
+    # the ConversionError below carries the message, so keep stderr quiet meanwhile.
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with _quiet(), torch.no_grad():
+            return torch.export.export(module, (example,))
+    except ConversionError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        raise ConversionError(f"torch.export could not trace the model: {type(e).__name__}: "
+                              f"{msg[0] if msg else ''}".rstrip()) from e
+    finally:
+        log.setLevel(level)
+
+
+def _ep_example(ep):
+    """Example input of an ExportedProgram: its stored example, else random of the traced shape."""
+    torch = torch_module()
+    ex = getattr(ep, "example_inputs", None)
+    if ex:
+        args = ex[0] if isinstance(ex, tuple) and len(ex) == 2 and isinstance(ex[1], dict) else ex
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if len(tensors) == 1:
+            return tensors[0].detach().to(torch.float32)
+    from torch.export.graph_signature import InputKind
+    users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and n.name in users and hasattr(n.meta.get("val"), "shape"):
+            return torch.randn(fx_shape(n))
+    raise ConversionError("the exported program has no tensor input")
+
+
+def _convert_ep(ep, path, reference, example, verify: bool, options: dict, source: str | None,
+                extra_warnings: list[str], provenance: dict) -> ConversionReport:
+    """Walk, write and (optionally) verify against `reference` (the module or ep.module())."""
+    import lstm_infer
+    an = analyse(ep, options)
+    write_ir(an, path, source, provenance)
+    report = ConversionReport(str(path), str(lstm_infer.load(path)),
+                              warnings=extra_warnings + an.warnings)
+    if verify:
+        from ..torch_verify import verify_against
+        report.verify = verify_against(str(path), reference, an.spec, example,
+                                       source=source or "torch", options=options)
+        if not report.verify.ok:
+            report.warnings.append(f"verification error {report.verify.max_abs_error:.3g} is above "
+                                   f"the tolerance {report.verify.tolerance:g}")
+    return report
+
+
+def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = None,
+                  dtype: str = "fp32", verify: bool = True, **options) -> ConversionReport:
+    """Convert an `nn.Module` (or a `torch.export.ExportedProgram`) into a `.lstm` file.
+
+    `example_input` is one tensor shaped like the model's input: (B, T, I) or (T, B, I) as
+    the model's recurrent layers expect (batch_first or not), or (T, I) for an unbatched
+    model. Use at least 2 time steps. When None, it is built from the first submodule
+    that reveals its input size (nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
+
+    Models that return only the last step (`fc(out[:, -1])`, `fc(h_n[-1])`, the last `h` of
+    a cell loop) become per-step models: row t of `run()` is the result for the sequence
+    ending at step t, so the last row equals the torch output (see the report's warnings).
+    Returned `h_n`/`c_n` tensors are dropped (the engine keeps state itself).
+
+    Options: `outputs` (indices into the model's flattened outputs to keep), and for
+    verification `lengths` (sequence lengths), `seed`, `tolerance` (default 1e-4).
+    `dtype` must be "fp32" here (converters.convert_torch compresses to fp16/int8). With
+    `verify=True` (default) the written file is run against torch on random inputs, whole
+    sequences and streamed in chunks, and the report carries the errors. Unsupported ops
+    raise `converters.ConversionError` naming the op and module.
+    """
+    torch = torch_module()
+    _check_dtype(dtype)
+    source = options.pop("_source", None)
+    options, warns = _split_options(options)
+    if isinstance(module, torch.export.ExportedProgram):
+        ep = module
+        example = _as_example(example_input) if example_input is not None else _ep_example(ep)
+        return _convert_ep(ep, path, ep.module(), example, verify, options, None, warns,
+                           {"torch_module": "ExportedProgram"})
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"convert_torch needs an nn.Module or ExportedProgram, got {type(module).__name__}")
+    was_training = module.training
+    module.eval()
+    try:
+        example = _as_example(example_input) if example_input is not None else _default_example(module)
+        ep = export_program(module, example)
+        return _convert_ep(ep, path, module, example, verify, options,
+                           source or type(module).__name__, warns,
+                           {"torch_module": type(module).__name__})
+    finally:
+        module.train(was_training)
+
+
+def _is_pt2(src) -> bool:
+    return str(src).lower().endswith(".pt2")
+
+
+def _load_pt2(src):
+    torch = torch_module()
+    try:
+        with _quiet():
+            return torch.export.load(str(src))
+    except Exception as e:
+        raise ConversionError(f"could not load {src} as a torch.export program (.pt2): "
+                              f"{type(e).__name__}: {e}") from e
+
+
+def convert_torch_file(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32",
+                       verify: bool = True, **options) -> ConversionReport:
+    """Convert a PyTorch file: `.pt2` from `torch.export.save`, or a state_dict file.
+
+    A `.pt2` program is converted as exported (its example inputs, or random inputs of the
+    traced shape, drive verification; a program exported with static shapes is verified
+    at that shape only). Anything else is loaded with `torch.load(src, weights_only=True)`
+    (a dict with a "state_dict" key is accepted too) and the architecture is inferred from
+    key names and shapes, in state_dict order: see `converters.torch_state_dict`. A
+    state_dict carries no activation functions between layers, so only stacks of
+    recurrent layers + Linear/LayerNorm are inferred; option `rnn_nonlinearity="relu"`
+    for RNN layers, `layernorm_eps` for LayerNorm.
+    """
+    _check_dtype(dtype)
+    if _is_pt2(src):
+        options, warns = _split_options(options)
+        ep = _load_pt2(src)
+        return _convert_ep(ep, path, ep.module(), _ep_example(ep), verify, options, str(src),
+                           warns, {"torch_module": "ExportedProgram"})
+    from ..torch_state_dict import module_from_state_dict_file
+    module, example, notes = module_from_state_dict_file(src, **options)
+    options = {k: v for k, v in options.items() if k not in ("rnn_nonlinearity", "layernorm_eps")}
+    report = convert_torch(module, path, example_input=example, dtype=dtype, verify=verify,
+                           _source=str(src), **options)
+    report.warnings[:0] = notes
+    return report
+
+
+def verify_torch_file(lstm_path: str | os.PathLike, src: str | os.PathLike,
+                      inputs: np.ndarray | None = None, **options) -> VerifyReport:
+    """Compare a `.lstm` file with its PyTorch source (`.pt2` or state_dict file).
+
+    `inputs`: an optional numpy array (T, I) or (B, T, I) compared in addition to random
+    inputs. Options as for `convert_torch_file`.
+    """
+    from ..torch_verify import verify_against
+    options, _ = _split_options(options)
+    if _is_pt2(src):
+        ep = _load_pt2(src)
+        an = analyse(ep, options)
+        reference, example = ep.module(), _ep_example(ep)
+    else:
+        from ..torch_state_dict import module_from_state_dict_file
+        module, example, _ = module_from_state_dict_file(src, **options)
+        an = analyse(export_program(module.eval(), example), options)
+        reference = module
+    # Outputs are matched by position: the file's outputs are in the torch outputs' order.
+    return verify_against(str(lstm_path), reference, an.spec, example, source=str(src),
+                          options=options, inputs=inputs)
