@@ -1,7 +1,11 @@
-"""Linear: y = x W + bias.
+"""Linear: y = x W + bias, optionally grouped (a grouped/batched linear, as exporters
+write with Einsum `btgi,gih->btgh`).
 
-Weights: W (I, O) = PyTorch `weight.T` (stored (in, out) so the mat-vec is a sum of
-rows, kernels/linalg.py), optional bias (O). W may be int8 with per-column scales.
+Weights: W (I/G, O) with G = `groups` (default 1): for G = 1 the plain (in, out) matrix,
+PyTorch `weight.T` (stored (in, out) so the mat-vec is a sum of rows, kernels/linalg.py);
+for G > 1 the G blocks side by side: output column g*O/G + h of group g reads inputs
+g*I/G ... (g+1)*I/G - 1, W[:, g*O/G + h] holding group g's weights. Keeping W 2-D keeps
+one int8 scale per output column. Optional bias (O).
 """
 from __future__ import annotations
 
@@ -10,16 +14,19 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.linalg import matmat_acc, mv, set_bias
-from .base import IN, OUT, OpDef, Signature, integer, new_row
+from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 
 OPCODE = 1
 # Row fields after IN, OUT: sizes, weight offsets, int8 scales of W (-1: float), scratch
-IN_SIZE, OUT_SIZE, W, BIAS, W_SCALE, ACC = range(3, 9)
+IN_SIZE, OUT_SIZE, W, BIAS, W_SCALE, ACC, GROUPS = range(3, 10)
 
 
 def spec(a: dict) -> Signature:
     i, o = integer(a, "in_features"), integer(a, "out_features")
-    return Signature([i], o, {"W": ((i, o), True), "bias": ((o,), False)})
+    g = integer(a, "groups", default=1)
+    if i % g or o % g:
+        raise SpecError(f"groups {g} must divide in_features {i} and out_features {o}")
+    return Signature([i], o, {"W": ((i // g, o), True), "bias": ((o,), False)})
 
 
 def emit(em, node, ins: list[int], out: int, state: dict) -> None:
@@ -27,7 +34,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     em.add_row(new_row(OPCODE, {
         IN: ins[0], OUT: out, IN_SIZE: a["in_features"], OUT_SIZE: a["out_features"],
         W: em.weight(node, "W"), BIAS: em.weight(node, "bias"), W_SCALE: em.scale(node, "W"),
-        ACC: em.alloc(a["out_features"])}))
+        ACC: em.alloc(a["out_features"]), GROUPS: a.get("groups", 1)}))
 
 
 @njit(inline="always", **KERNEL)
@@ -36,16 +43,24 @@ def step(prog, r, w, st, sc):
     o0 = prog[r, OUT]
     I = prog[r, IN_SIZE]
     O = prog[r, OUT_SIZE]
+    G = prog[r, GROUPS]
     out = sc[o0:o0 + O]
     acc = sc[prog[r, ACC]:prog[r, ACC] + O]
     set_bias(out, w, prog[r, BIAS], O)
-    mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, 0, O, acc)
+    if G == 1:
+        mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, 0, O, acc)
+    else:  # group g: inputs [g*Ig, (g+1)*Ig) times columns [g*Og, (g+1)*Og) of W (Ig, O)
+        Ig = I // G
+        Og = O // G
+        for g in range(G):
+            mv(out[g * Og:(g + 1) * Og], sc[i0 + g * Ig:i0 + (g + 1) * Ig], w, prog[r, W],
+               prog[r, W_SCALE], Ig, O, g * Og, Og, acc)
 
 
 @njit(inline="always", **KERNEL)
 def step_streams(prog, r, w, mem, S):
     """All streams at once (float weights): each weight read once per four streams."""
-    if prog[r, W_SCALE] >= 0:
+    if prog[r, W_SCALE] >= 0 or prog[r, GROUPS] != 1:
         return False
     n = mem.shape[0]
     i0 = S + prog[r, IN]
@@ -75,11 +90,21 @@ def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 
 
 def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    return project(ins[0], node.weights["W"], node.weights.get("bias"))
+    W, b, G = node.weights["W"], node.weights.get("bias"), node.attrs.get("groups", 1)
+    if G == 1:
+        return project(ins[0], W, b)
+    x = ins[0]
+    Ig, Og = x.shape[-1] // G, W.shape[1] // G
+    return np.concatenate(
+        [project(np.ascontiguousarray(x[..., g * Ig:(g + 1) * Ig]),
+                 np.ascontiguousarray(W[:, g * Og:(g + 1) * Og]),
+                 None if b is None else b[g * Og:(g + 1) * Og]) for g in range(G)], axis=-1)
 
 
 def describe(node, out_size: int) -> str:
-    return f"Linear {node.attrs['in_features']}->{node.attrs['out_features']}"
+    a = node.attrs
+    groups = f" ({a['groups']} groups)" if a.get("groups", 1) > 1 else ""
+    return f"Linear {a['in_features']}->{a['out_features']}{groups}"
 
 
 OPS = (OpDef("Linear", spec, emit, matrix_roles=("W",), run_sequence=run_sequence,
