@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from onnx import helper
 
-import lstm_infer
 from converters import ConversionError
 from onnx_helpers import check, init, make_model, rnd, vi
 
