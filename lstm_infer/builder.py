@@ -35,6 +35,15 @@ class GraphBuilder:
         self.tensors: dict[str, np.ndarray] = {}
         self._names: set[str] = set()
 
+    def add_input(self, name: str, size: int) -> str:
+        """Another per-step data input; the model takes the inputs concatenated in the order
+        they were added (or a dict name -> array)."""
+        if name in self.sizes:
+            raise ValueError(f"value {name!r} exists already")
+        self.inputs.append({"name": name, "size": int(size)})
+        self.sizes[name] = int(size)
+        return name
+
     def unique(self, base: str) -> str:
         name, k = base, 1
         while name in self._names:

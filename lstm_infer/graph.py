@@ -85,8 +85,8 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
     for key in ("inputs", "outputs", "nodes"):
         if not isinstance(doc.get(key), list):
             raise SpecError(f"graph has no list {key!r}")
-    if len(doc["inputs"]) != 1:
-        raise SpecError(f"exactly one graph input is supported, got {len(doc['inputs'])}")
+    if not 1 <= len(doc["inputs"]) <= 64:
+        raise SpecError(f"a graph needs 1-64 inputs, got {len(doc['inputs'])}")
     if not doc["outputs"] or len(doc["nodes"]) > 10000:
         raise SpecError("graph needs 1+ outputs and at most 10000 nodes")
     sizes: dict[str, int] = {}
@@ -95,6 +95,8 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         if not isinstance(spec, dict):
             raise SpecError("graph input entry is not an object")
         name = _name(spec.get("name"), "input name")
+        if name in sizes:
+            raise SpecError(f"graph input {name!r} is listed twice")
         sizes[name] = integer(spec, "size")
         inputs.append((name, sizes[name]))
     nodes: list[Node] = []

@@ -31,3 +31,25 @@ def shape_error(what: str, expected: str, got: tuple) -> ValueError:
 def nonfinite_error(what: str) -> ValueError:
     return ValueError(f"{what} contains NaN or Inf; the stream state was left untouched "
                       "(pass on_nonfinite='propagate' to let such values through)")
+
+
+def pack_inputs(x, inputs: list[tuple[str, int]], what: str):
+    """A dict name -> array for a model with several inputs, as the one vector the kernels
+    take: the inputs concatenated along the last axis in the graph's order. Anything else
+    passes through (it is checked as the concatenated form)."""
+    if not isinstance(x, dict):
+        return x
+    names = [n for n, _ in inputs]
+    if set(x) != set(names):
+        raise ValueError(f"{what} must have the keys {names} (the model's inputs), got {sorted(x)}")
+    parts = []
+    for name, size in inputs:
+        v = as_float32(x[name], f"{what}[{name!r}]")
+        if v.ndim == 0 or v.shape[-1] != size:
+            raise shape_error(f"{what}[{name!r}]", f"(..., {size})", v.shape)
+        parts.append(v)
+    lead = {p.shape[:-1] for p in parts}
+    if len(lead) != 1:
+        raise ValueError(f"the inputs of {what} differ in their leading (time/batch) shapes: "
+                         + ", ".join(f"{n} {p.shape}" for (n, _), p in zip(inputs, parts)))
+    return np.concatenate(parts, axis=-1)

@@ -7,7 +7,7 @@ import numpy as np
 from .errors import NotStreamableError
 from .fileformat import read_model
 from .graph import Graph, parse_graph
-from .inputs import ON_NONFINITE, Output, as_float32, shape_error
+from .inputs import ON_NONFINITE, Output, as_float32, pack_inputs, shape_error
 from .kernels.interpreter import step_sequence
 from .ops import OPS
 from .plan import NodeProgram, Plan, build_plan
@@ -69,6 +69,12 @@ class Model:
         return self.plan.output_size
 
     @property
+    def input_names(self) -> list[str]:
+        """Names of the per-step inputs; a model with several takes a dict name -> array
+        (or the inputs concatenated in this order)."""
+        return [name for name, _ in self.graph.inputs]
+
+    @property
     def output_names(self) -> list[str]:
         """Names of the outputs (the source model's names), the keys of a multi-output result."""
         return [label for label, _, _ in self.plan.output_slices]
@@ -119,12 +125,13 @@ class Model:
 
     # ---- whole sequences -----------------------------------------------------------
     def run(self, X, lengths=None, on_nonfinite: str = "raise") -> Output:
-        """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O).
+        """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O). A model with
+        several inputs takes a dict name -> (T, I_k) / (B, T, I_k) arrays.
 
         `lengths` (B,) gives per-sequence lengths (ONNX sequence_lens): recurrent layers stop
         at lengths[b] and output zeros after it; reverse layers start at lengths[b] - 1.
         """
-        X = as_float32(X, "X")
+        X = as_float32(pack_inputs(X, self.graph.inputs, "X"), "X")
         I = self.input_size
         if X.ndim not in (2, 3) or X.shape[-1] != I:
             raise shape_error("X", f"(T, {I}) or (B, T, {I})", X.shape)
@@ -139,7 +146,10 @@ class Model:
         B = X.shape[0] if batched else 1
         lens = _check_lengths(lengths, B, T)
         xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
-        values = {self.graph.inputs[0][0]: xt}
+        values, pos = {}, 0
+        for name, n in self.graph.inputs:
+            values[name] = xt if n == I else np.ascontiguousarray(xt[..., pos:pos + n])
+            pos += n
         for node in self.graph.nodes:
             values[node.outputs[0]] = _run_node(self.plan, node, [values[v] for v in node.inputs], lens)
         y = np.concatenate([values[name] for name, _ in self.graph.outputs], axis=-1)

@@ -193,8 +193,14 @@ def build_plan(graph: Graph) -> Plan:
     arena = _Arena()
     em = _Emitter(arena)
     slot: dict[str, int] = {}
-    (in_name, in_size), = graph.inputs
-    slot[in_name] = em.alloc(in_size)
+    # Several inputs sit side by side in one region, so the step kernels copy one vector:
+    # the inputs concatenated in the graph's order.
+    in_size = sum(n for _, n in graph.inputs)
+    in_off = em.alloc(in_size)
+    pos = in_off
+    for name, n in graph.inputs:
+        slot[name] = pos
+        pos += n
     for node in graph.nodes:
         slot[node.outputs[0]] = em.emit(node, [slot[v] for v in node.inputs])
     # Graph outputs are gathered into one contiguous output slot (COPY rows).
@@ -206,7 +212,7 @@ def build_plan(graph: Graph) -> Plan:
         output_slices.append((label, pos, pos + n))
         pos += n
     state_size = max(em.state_size, _ALIGN)
-    prog = em.program(slot[in_name], in_size, out_off, out_total, state_size)
+    prog = em.program(in_off, in_size, out_off, out_total, state_size)
     # run() steps a node through its own program when the op has no whole-sequence
     # kernel, or when its weights are int8 (the sequence kernels read float32 only).
     node_programs = {n.name: _node_program(n, graph, arena) for n in graph.nodes

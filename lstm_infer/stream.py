@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import ON_NONFINITE, Output, as_float32, nonfinite_error, shape_error
+from .inputs import ON_NONFINITE, Output, as_float32, nonfinite_error, pack_inputs, shape_error
 from .kernels.interpreter import step_one, step_sequence, step_streams
 
 
@@ -41,7 +41,7 @@ class Stream(_StateBox):
         """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
         written there and nothing is allocated."""
         if not (type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous):
-            x = as_float32(x, "x")
+            x = as_float32(pack_inputs(x, self.model.graph.inputs, "x"), "x")
             if x.shape == (self.input_size,):
                 x = np.ascontiguousarray(x)
         if x.shape != (self.input_size,):
@@ -59,7 +59,7 @@ class Stream(_StateBox):
 
     def step_many(self, X) -> Output:
         """X (T, I) -> (T, O): exactly T calls of step(), in one compiled call."""
-        X = as_float32(X, "X")
+        X = as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X")
         if X.ndim != 2 or X.shape[1] != self.input_size:
             raise shape_error("X", f"(T, {self.input_size})", X.shape)
         Y = np.empty((X.shape[0], self.output_size), np.float32)
@@ -108,7 +108,7 @@ class StreamPool(_StateBox):
 
     def step(self, X, out: np.ndarray | None = None) -> Output:
         """X (n, I) -> (n, O); `out` (float32 (n, O), C-contiguous) avoids the allocation."""
-        X = as_float32(X, "X")
+        X = as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X")
         if X.shape != (self.n, self.input_size):
             raise shape_error("X", f"({self.n}, {self.input_size})", X.shape)
         X = np.ascontiguousarray(X)

@@ -172,7 +172,8 @@ def _hostile(model_file, tmp_path):
         "dangling_input": graph_edit(lambda g: g["nodes"][1].__setitem__("inputs", ["ghost"])),
         "cycle": graph_edit(lambda g: g["nodes"][0].__setitem__("inputs", [g["nodes"][1]["outputs"][0]])),
         "output_missing": graph_edit(lambda g: g["outputs"][0].__setitem__("name", "ghost")),
-        "two_inputs": graph_edit(lambda g: g["inputs"].append({"name": "y", "size": 2})),
+        # several inputs are allowed since issue 9; one listed twice is not
+        "input_twice": graph_edit(lambda g: g["inputs"].append(dict(g["inputs"][0]))),
         "nodes_not_list": graph_edit(lambda g: g.__setitem__("nodes", {"a": 1})),
         "linear_size_mismatch": graph_edit(lambda g: g["nodes"][-1]["attrs"].__setitem__("in_features", 5)),
         "activation_kind": graph_edit(lambda g: g["nodes"].append({"name": "a", "op": "Activation", "inputs": [g["nodes"][-1]["outputs"][0]], "outputs": ["o"], "attrs": {"kind": "swish", "size": 2}})),
