@@ -15,6 +15,7 @@ import numpy as np
 
 from .builder import GraphBuilder
 from .model import Model, load
+from .ops import OPS
 from .quantize import quantize_file
 
 __all__ = ["every_op_models", "exercise", "cache_dir", "cache_files", "compile_kernels"]
@@ -118,6 +119,25 @@ def every_op_models(directory: str) -> list[str]:
     b.output(rd)
     paths.append(os.path.join(directory, "onnx_semantics.lstm"))
     b.save(paths[-1], converter="lstm-infer compile")
+    paths += _example_models(directory, rng)
+    return paths
+
+
+def _example_models(directory: str, rng: np.random.Generator) -> list[str]:
+    """One tiny model per op that brings its own `example` (ops/<op>.py), so a new op is
+    precompiled without touching this file: its inputs become the model's inputs."""
+    paths = []
+    for name, op in sorted(OPS.items()):
+        if op.example is None:
+            continue
+        attrs, weights = op.example(rng)
+        sizes = op.spec(attrs).inputs
+        b = GraphBuilder("in0", sizes[0])
+        for k, n in enumerate(sizes[1:], 1):
+            b.add_input(f"in{k}", n)
+        b.output(b.add(name, name.lower(), [f"in{k}" for k in range(len(sizes))], attrs, weights))
+        paths.append(os.path.join(directory, f"example_{name.lower()}.lstm"))
+        b.save(paths[-1], converter="lstm-infer compile")
     return paths
 
 

@@ -17,7 +17,8 @@ import math
 
 from numba import njit
 
-from ..ops import activation, binary, concat, conv1d, gather, gru, layernorm, linear, lstm, reduce, rnn, scale
+from ..ops import (activation, binary, concat, conv1d, gather, gru, history, layernorm, linear, lstm,
+                   reduce, rnn, scale)
 from . import KERNEL
 
 
@@ -49,6 +50,8 @@ def _run_op(prog, r, w, st, sc):
         conv1d.step(prog, r, w, st, sc)
     elif op == reduce.OPCODE:
         reduce.step(prog, r, w, st, sc)
+    elif op == history.OPCODE:
+        history.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)

@@ -45,6 +45,8 @@ class OpDef:
     run_sequence: Optional[Callable] = None  # (plan, node, ins, lengths) -> (T, B, O)
     describe: Optional[Callable[[Any, int], str]] = None  # (node, output size) -> summary
     check: Optional[Callable[[dict, dict, list], None]] = None  # (attrs, weights, in sizes)
+    # a tiny instance for `lstm-infer compile` (precompile.py): rng -> (attrs, weights)
+    example: Optional[Callable[[Any], tuple[dict, dict]]] = None
 
 
 def integer(attrs: dict, key: str, lo: int = 1, hi: int = MAX_SIZE, default: Any = None) -> int:
