@@ -31,6 +31,9 @@ class OnnxValue:
     why: str = ""          # why there is no data (shown when data is needed)
     input_name: str | None = None  # a non-data graph input, untouched
     err: Exception | None = None   # the error that removed the data, raised where it is needed
+    # a Pad of zeros in front of the time axis: (the unpadded Dyn, its time axis, frames);
+    # only a following Conv over time may absorb it, as causal padding (onnx_ops/conv2d.py)
+    causal_pad: tuple | None = None
 
     def need(self) -> Dyn:
         if self.data is None and self.err is not None:

@@ -1,4 +1,5 @@
-"""Gemm / MatMul with a constant matrix -> `Linear`; Conv (1-D) -> `Conv1d`."""
+"""Gemm / MatMul with a constant matrix -> `Linear`; Conv (1-D) -> `Conv1d` (2-D over time
+and frequency: conv2d.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import numpy as np
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, squeeze, transpose
 from .common import is_val, to_dyn
+from .conv2d import conv2d
 from .elementwise import binary
 from .registry import op
 
@@ -126,6 +128,8 @@ def _conv(ctx, node, ins, a):
     if not is_val(X) or is_val(W) or is_val(Bc):
         raise OnnxConversionError("Conv needs a per-step input and constant weights")
     W = np.asarray(W, np.float32)
+    if W.ndim == 4:  # over (time, freq): per frame or causal (onnx_ops/conv2d.py)
+        return conv2d(ctx, node, X, W, Bc, a)
     if W.ndim != 3:
         raise OnnxConversionError(f"only 1-D convolutions are supported (kernel rank {W.ndim - 2})")
     d = to_dyn(X)

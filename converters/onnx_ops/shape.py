@@ -16,6 +16,7 @@ from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, concrete, dim_of, 
                         drop_time, feature_slice, norm_axis, pad, reshape, resolve_reshape_target,
                         squeeze, take, transpose, unsqueeze)
 from .common import ints, is_val, move, scalar, to_dyn
+from .conv2d import causal_time_pad
 from .registry import op
 
 
@@ -331,6 +332,8 @@ def _pad(ctx, node, ins, a):
             begin[k], end[k] = int(pads[j]), int(pads[j + len(ax)])
         return pad(d, begin, end, mode)
     out = move(x, f)
+    if out.data is None and isinstance(x, OnnxValue) and x.data is not None:
+        out.causal_pad = causal_time_pad(x.data, pads, axes, mode, value)
     if mode == "constant" and value != 0.0 and out.data is not None:
         d = out.data
         if d.kind != "data":
