@@ -3,7 +3,7 @@
 strides over frequency, both layouts; non-causal and strided-in-time are refused."""
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 from converters import ConversionError
 from onnx_helpers import check, init, make_model, rnd, vi
