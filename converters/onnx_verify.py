@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lstm_infer.ops.embedding import example_inputs
+
 from .onnx_inputs import parse_fix_value
 from .report import VerifyReport
 
@@ -214,7 +216,7 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
     B = int(hints.get("B") or B or 3) if "B" in dims else 1
     sess = _session(model)
     onames = [o.name for o in sess.get_outputs()]
-    xs = [rng.standard_normal(_shape(dims, T, B)).astype(np.float32)]
+    xs = [example_inputs(m.graph, tuple(_shape(dims, T, B)), rng)]  # token ids for a token model
     if inputs is not None:
         # inputs are in the engine's layout, (T, I) or (B, T, I), as `lstm-infer verify --input`
         given = inputs if isinstance(inputs, (list, tuple)) else [inputs]

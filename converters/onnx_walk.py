@@ -138,6 +138,7 @@ class Attempt:
         ctx = Ctx(b, name, opset_of(model), producer=model.producer_name or "",
                   subgraph_walker=walk_graph)
         ctx.used = {x for n in model.graph.node for x in n.input} | {o.name for o in model.graph.output}
+        ctx.int_input = elem_dtype(self.data_vi).kind in "iu"
         ctx.progress = 0
         self._ctx = ctx
         ctx.values[name] = OnnxValue(Dyn("data", name, np.arange(size, dtype=np.int64).reshape(fshape), axes))
