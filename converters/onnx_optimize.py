@@ -72,6 +72,8 @@ def fuse_scales(b: GraphBuilder) -> None:
             sc = np.ones(n) if scale is None else scale
             sh = np.zeros(n) if shift is None else shift
             if src["op"] == "Linear":
+                if "W.scale" in src["weights"]:  # int8 W: its scales stay per column
+                    continue
                 W, bias = _w(b, src, "W"), _w(b, src, "bias")
                 _set(b, src, "W", W * sc[None, :])
                 _set(b, src, "bias", (np.zeros(n) if bias is None else bias) * sc + sh)

@@ -1,5 +1,7 @@
-"""Token models on small onnx.helper graphs, against onnxruntime: integer ids into an
-embedding Gather, how graph inputs are told apart (data, lengths, unused, ...)."""
+"""Token models and onnxruntime's quantized ops on small onnx.helper graphs, against
+onnxruntime: integer ids into an embedding Gather, how graph inputs are told apart (data,
+lengths, unused, ...), com.microsoft DynamicQuantizeLSTM, and the DynamicQuantizeLinear ->
+MatMulInteger -> Cast -> Mul head."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +11,7 @@ from onnx import TensorProto, helper
 import lstm_infer
 from converters import ConversionError
 from converters.onnx_import import convert_onnx
+from converters.onnx_quant import fold_dynamic_matmuls
 from converters.onnx_roles import input_roles
 from converters.onnx_verify import _session
 from lstm_infer.errors import NotStreamableError
@@ -96,7 +99,7 @@ def test_token_input_into_embedding(tmp_path, op, direction, lengths):
             m.stream()
 
 
-@pytest.mark.parametrize("table", ["float", "int32"])
+@pytest.mark.parametrize("table", ["float", "int32", "uint8"])
 def test_several_ids_per_step_and_integer_tables(tmp_path, table):
     """ids [batch, seq, 2] (two tokens per step); integer tables cast or dequantized after
     the lookup: the DequantizeLinear folds into the table exactly ((q - zp) * scale)."""
@@ -163,3 +166,123 @@ def test_gather_with_computed_indices_says_what_is_supported(tmp_path):
                        [init("table", rnd(rng, 7, 3)), init("remap", np.arange(7)[::-1].copy())])
     with pytest.raises(ConversionError, match="only an embedding lookup"):
         convert_onnx(model, tmp_path / "m.lstm", verify=False)
+
+
+# ---- com.microsoft DynamicQuantizeLSTM ---------------------------------------------------
+def dq_lstm_model(I=6, H=5, direction="forward", per_channel=False, weights="int8", T=None,
+                  with_bias=True, seed=0):
+    """X [seq, batch, I] -> DynamicQuantizeLSTM -> Y [seq, D, batch, H]; returns (model, the
+    same layer as an ONNX LSTM with the dequantized float weights)."""
+    rng = np.random.default_rng(seed)
+    D = 2 if direction == "bidirectional" else 1
+    G = 4 * H
+    if weights == "int8":
+        Wq = rng.integers(-127, 128, size=(D, I, G)).astype(np.int8)
+        Rq = rng.integers(-127, 128, size=(D, H, G)).astype(np.int8)
+        wz = np.zeros((D, G) if per_channel else (D,), np.int8)
+        rz = np.zeros_like(wz)
+    else:  # uint8 with nonzero zero points: dequantized to float
+        Wq = rng.integers(0, 256, size=(D, I, G)).astype(np.uint8)
+        Rq = rng.integers(0, 256, size=(D, H, G)).astype(np.uint8)
+        # onnxruntime wants one zero point per direction even with per-column scales
+        wz = np.repeat(rng.integers(120, 136, size=(D, 1)), G if per_channel else 1, 1)
+        wz = wz.astype(np.uint8).reshape((D, G) if per_channel else (D,))
+        rz = (wz.astype(np.int64) + 3).astype(np.uint8)
+    shape = (D, G) if per_channel else (D,)
+    ws = rng.uniform(0.002, 0.006, size=shape).astype(np.float32)
+    rs = rng.uniform(0.002, 0.006, size=shape).astype(np.float32)
+    B = rnd(rng, D, 8 * H, scale=0.3)
+    x_dims = [T or "seq", "batch", I]
+    names = ["X", "W", "R", "B" if with_bias else "", "", "", "", "", "ws", "wz", "rs", "rz"]
+    inits = [init("W", Wq), init("R", Rq), init("ws", ws), init("wz", wz), init("rs", rs),
+             init("rz", rz)] + ([init("B", B)] if with_bias else [])
+    node = helper.make_node("DynamicQuantizeLSTM", names, ["Y"], domain="com.microsoft",
+                            name="qlstm", hidden_size=H, direction=direction)
+    model = make_model([node], [vi("X", x_dims)], [vi("Y", None)], inits)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+    def deq(q, s, z):
+        return (q.astype(np.float64) - z.reshape(D, 1, -1)) * s.reshape(D, 1, -1)
+    W = deq(Wq, ws, wz).transpose(0, 2, 1).astype(np.float32)   # ONNX LSTM layout (D, 4H, I)
+    R = deq(Rq, rs, rz).transpose(0, 2, 1).astype(np.float32)
+    fnode = helper.make_node("LSTM", ["X", "W", "R"] + (["B"] if with_bias else []), ["Y"],
+                             hidden_size=H, direction=direction)
+    twin = make_model([fnode], [vi("X", x_dims)], [vi("Y", None)],
+                      [init("W", W), init("R", R)] + ([init("B", B)] if with_bias else []))
+    return model, twin
+
+
+# onnxruntime rounds X and each step's h to uint8 (256 levels over the tensor's range)
+# before its integer GEMMs; the engine computes them in float32. On unit-scale inputs,
+# weights up to 0.76 per element (int8 * 0.002..0.006) and T = 12, the outputs (|y| < 1)
+# differ by at most 0.0070 (measured: the 12 cases below x 5 random inputs), and from the
+# float LSTM with the same dequantized weights by at most 1.8e-7. The bounds keep ~3x.
+DQ_TOL = 0.02
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("weights", ["int8", "uint8"])
+def test_dynamic_quantize_lstm(tmp_path, direction, per_channel, weights):
+    model, twin = dq_lstm_model(direction=direction, per_channel=per_channel, weights=weights)
+    rep = convert_onnx(model, tmp_path / "m.lstm", verify=False)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    kinds = {k.split(".")[-1]: v for k, v in m.weight_dtypes().items() if "qlstm" in k}
+    assert kinds["W_ih"] == kinds["W_hh"] == ("int8" if weights == "int8" else "fp32")
+    assert any("DynamicQuantizeLSTM" in w for w in rep.warnings)
+    X = np.random.default_rng(5).standard_normal((12, 3, 6)).astype(np.float32)  # (T, B, I)
+    ours = m.run(X.transpose(1, 0, 2))                               # (B, T, D*H)
+    D = 2 if direction == "bidirectional" else 1
+    as_onnx = ours.reshape(3, 12, D, 5).transpose(1, 2, 0, 3)
+    # exact against the float LSTM with the dequantized weights ...
+    ref_float = _session(twin).run(None, {"X": X})[0]
+    assert np.abs(as_onnx - ref_float).max() <= 1e-6
+    # ... and within the activation rounding of onnxruntime's own kernel
+    ref_q = _session(model).run(None, {"X": X})[0]
+    err = np.abs(as_onnx - ref_q).max()
+    assert err <= DQ_TOL, err
+    # the verifier knows the source rounds activations: its tolerance is relative
+    from converters.onnx_verify import verify_model
+    v = verify_model(m, model, T=12, B=3)
+    assert v.ok and any("uint8" in n for n in v.notes), str(v)
+    if direction == "forward":
+        assert v.stream_max_abs
+
+
+# ---- DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul --------------------------------
+def dq_matmul_model(I=8, O=3, per_column=False, seed=0):
+    rng = np.random.default_rng(seed)
+    Wq = rng.integers(-127, 128, size=(I, O)).astype(np.int8)
+    ws = (rng.uniform(0.004, 0.01, size=O) if per_column else np.array(0.007)).astype(np.float32)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("Mul", ["xs", "ws"], ["scales"]),
+             helper.make_node("MatMulInteger", ["xq", "Wq", "xz", "wz"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["accf", "scales"], ["mm"]),
+             helper.make_node("Add", ["b", "mm"], ["y"])]
+    inits = [init("Wq", Wq), init("ws", ws), init("wz", np.array(0, np.int8)),
+             init("b", rnd(rng, O, scale=0.1))]
+    model = make_model(nodes, [vi("x", ["batch", "seq", I])], [vi("y", ["batch", "seq", O])], inits)
+    return model, (Wq.astype(np.float64) * ws).astype(np.float32)
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_dynamic_quantized_matmul_becomes_a_linear(tmp_path, per_column):
+    model, W = dq_matmul_model(per_column=per_column)
+    folded, notes = fold_dynamic_matmuls(model)
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Add"] and notes
+    rep = convert_onnx(model, tmp_path / "m.lstm", verify=False)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    assert [n.op for n in m.graph.nodes] == ["Linear"] and any("MatMulInteger" in w for w in rep.warnings)
+    x = np.random.default_rng(1).standard_normal((2, 10, 8)).astype(np.float32)
+    b = next(t for t in model.graph.initializer if t.name == "b")
+    from onnx import numpy_helper
+    exact = x @ W + numpy_helper.to_array(b)
+    assert np.abs(m.run(x) - exact).max() <= 1e-5
+    # onnxruntime rounds x to 256 levels of its range (|x| < 4.5 here: steps of ~0.035):
+    # per output sum_k |W_k| * step / 2 ~ 8 * 0.9 * 0.018 ~ 0.13 at worst; measured 0.032
+    # (both cases x 5 random inputs)
+    ref = _session(model).run(None, {"x": x})[0]
+    assert np.abs(m.run(x) - ref).max() <= 0.08
+    v = convert_onnx(model, tmp_path / "v.lstm").verify
+    assert v.ok and any("argmax" in n for n in v.notes), str(v)

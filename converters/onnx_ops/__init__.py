@@ -10,7 +10,7 @@ below) and decorate it with `@op("OpType")` from `.registry`.
 """
 from __future__ import annotations
 
-from . import control, elementwise, embedding, linear, norm, recurrent, shape, sizes  # noqa: F401
+from . import control, elementwise, embedding, linear, norm, quantized, recurrent, shape, sizes  # noqa: F401
 from .registry import FOLD_ONLY, HANDLERS, SYMBOLIC, op, supported_ops
 
 __all__ = ["HANDLERS", "FOLD_ONLY", "SYMBOLIC", "op", "supported_ops"]
