@@ -32,6 +32,7 @@ from .errors import ConversionError, OnnxConversionError, UnsupportedOpError
 from .onnx_graph import Ctx, OnnxValue
 from .onnx_inputs import (axis_candidates, choose_data_input, elem_dtype, graph_dims, graph_inputs,
                           load_onnx, opset_of, parse_fix_value)
+from .onnx_quant import fold_dynamic_matmuls
 from .onnx_sym import HINTS, AxisError, Dyn, SymError
 from .onnx_walk import CONSTANT_ONLY_OPS, SUPPORTED_OPS, Attempt
 from .report import ConversionReport, VerifyReport
@@ -165,6 +166,7 @@ def convert_graph(model, fix: dict | None = None,
     """Convert an ONNX ModelProto; returns (GraphBuilder, onnx metadata, warnings)."""
     fix = dict(fix or {})
     state = [tuple(p) for p in (state or [])]
+    model, quant_notes = fold_dynamic_matmuls(model)
     opset = opset_of(model)
     if opset < 7:
         raise ConversionError(f"ONNX opset {opset} is too old (7 or newer is supported)")
@@ -186,7 +188,7 @@ def convert_graph(model, fix: dict | None = None,
                 att.run()
                 b, meta = _finish(att, state)
                 meta["time_axis"], meta["batch_axis"] = t, bax
-                return b, meta, att.ctx.warnings
+                return b, meta, quant_notes + att.ctx.warnings
             except UnsupportedOpError as e:
                 raise UnsupportedOpError(str(e)) from None
             except (AxisError, OnnxConversionError, SymError) as e:

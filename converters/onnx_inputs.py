@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConversionError
+from .onnx_roles import SUPPORTED_INPUTS, describe_inputs, input_roles
 
 __all__ = ["load_onnx", "opset_of", "graph_dims", "elem_dtype", "parse_fix_value", "graph_inputs",
            "choose_data_input", "axis_candidates", "TIME_WORDS", "BATCH_WORDS"]
@@ -100,9 +101,14 @@ def _state_like_inputs(model) -> set[str]:
 
 
 def choose_data_input(model, fixed: dict, state_pairs: list) -> Any:
+    """The graph input that is the sequence: float features or integer token ids (an
+    embedding's indices); lengths and unused inputs never are (onnx_roles)."""
     named_state = {a for a, _ in state_pairs}
-    cands = [vi for vi in graph_inputs(model) if vi.name not in fixed and vi.name not in named_state]
-    floats = [vi for vi in cands if elem_dtype(vi).kind == "f"]
+    roles = input_roles(model)
+    cands = [vi for vi in graph_inputs(model) if vi.name not in fixed and vi.name not in named_state
+             and roles[vi.name].kind != "lengths"]
+    cands = [vi for vi in cands if roles[vi.name].kind != "unused"] or cands
+    floats = [vi for vi in cands if elem_dtype(vi).kind == "f" or roles[vi.name].kind == "tokens"]
     if len(floats) > 1:
         sl = _state_like_inputs(model)
         floats = [vi for vi in floats if vi.name not in sl] or floats
@@ -113,13 +119,9 @@ def choose_data_input(model, fixed: dict, state_pairs: list) -> Any:
         # data, get an error that names them and suggests --fix / --state
         floats = timed if len(timed) == 1 else floats[:1]
     if len(floats) != 1:
-        names = [vi.name for vi in floats] or [vi.name for vi in cands]
-        if not names:
-            raise ConversionError("the graph has no float input left to be the data input")
         raise ConversionError(
-            f"cannot tell the data input among graph inputs {names}: the engine takes one input "
-            "sequence; bind the others with fix={NAME: value} (--fix NAME=VALUE) or pair state "
-            "with state=[(IN, OUT)] (--state IN=OUT)")
+            "cannot tell which graph input is the data sequence; the graph inputs are:\n"
+            f"{describe_inputs(roles, fixed, named_state)}\n{SUPPORTED_INPUTS}")
     return floats[0]
 
 

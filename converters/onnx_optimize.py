@@ -3,7 +3,8 @@
 * drop nodes whose values reach no graph output (e.g. a Concat of final states that only
   served to pair state), keeping recurrent nodes whose state is paired with an input;
 * fold a `Scale` into the `Linear` / `Conv1d` before it (MatMul + Add, Gemm + Mul, Conv +
-  BatchNormalization) when that node's value has no other use;
+  BatchNormalization), or into an `Embedding`'s table (a DequantizeLinear after the
+  lookup), when that node's value has no other use;
 * merge two consecutive `Scale`s.
 """
 from __future__ import annotations
@@ -71,6 +72,8 @@ def fuse_scales(b: GraphBuilder) -> None:
             sc = np.ones(n) if scale is None else scale
             sh = np.zeros(n) if shift is None else shift
             if src["op"] == "Linear":
+                if "W.scale" in src["weights"]:  # int8 W: its scales stay per column
+                    continue
                 W, bias = _w(b, src, "W"), _w(b, src, "bias")
                 _set(b, src, "W", W * sc[None, :])
                 _set(b, src, "bias", (np.zeros(n) if bias is None else bias) * sc + sh)
@@ -83,6 +86,12 @@ def fuse_scales(b: GraphBuilder) -> None:
                 W, bias = _w(b, src, "W"), _w(b, src, "bias")
                 _set(b, src, "W", W * sc2[:, :1, None])
                 _set(b, src, "bias", (np.zeros(M) if bias is None else bias) * sc2[:, 0] + sh2[:, 0])
+            elif src["op"] == "Embedding":  # every id's row: table * scale + shift
+                D = src["attrs"]["embedding_dim"]
+                sc2, sh2 = sc.reshape(-1, D), sh.reshape(-1, D)
+                if not (np.all(sc2 == sc2[:1]) and np.all(sh2 == sh2[:1])):
+                    continue
+                _set(b, src, "table", _w(b, src, "table") * sc2[0] + sh2[0])
             elif src["op"] == "Scale":
                 s0, h0 = _w(b, src, "scale"), _w(b, src, "shift")
                 s0 = np.ones(n) if s0 is None else s0

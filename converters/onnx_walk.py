@@ -47,9 +47,10 @@ def _unsupported(node) -> UnsupportedOpError:
 
 
 def _run_node(ctx: Ctx, node) -> None:
-    if node.domain not in ("", "ai.onnx"):
+    contrib = node.domain not in ("", "ai.onnx")  # e.g. com.microsoft: registered as "domain.Op"
+    op = f"{node.domain}.{node.op_type}" if contrib else node.op_type
+    if contrib and op not in HANDLERS:
         raise _unsupported(node)
-    op = node.op_type
     try:
         ins = [None if not n else ctx.values[n] for n in node.input]
     except KeyError as e:
@@ -60,7 +61,7 @@ def _run_node(ctx: Ctx, node) -> None:
     sym = any(x is not None and is_sym_array(x) for x in ins if isinstance(x, np.ndarray))
     where = f"node {node.name!r} ({op})" if node.name else f"a {op} node"
     try:
-        if consts and op not in NEVER_FOLD and not (sym and op in SYMBOLIC):
+        if consts and not contrib and op not in NEVER_FOLD and not (sym and op in SYMBOLIC):
             # any standard op on constants folds (onnx.reference evaluates what we do not)
             try:
                 outs = fold_node(op, node, ins, attrs, ctx.opset)
@@ -138,6 +139,7 @@ class Attempt:
         ctx = Ctx(b, name, opset_of(model), producer=model.producer_name or "",
                   subgraph_walker=walk_graph)
         ctx.used = {x for n in model.graph.node for x in n.input} | {o.name for o in model.graph.output}
+        ctx.int_input = elem_dtype(self.data_vi).kind in "iu"
         ctx.progress = 0
         self._ctx = ctx
         ctx.values[name] = OnnxValue(Dyn("data", name, np.arange(size, dtype=np.int64).reshape(fshape), axes))

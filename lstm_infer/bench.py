@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .model import load
+from .ops.embedding import example_inputs
 
 __all__ = ["latency_stats", "chunk_stats", "bench_model", "format_bench", "environment",
            "max_abs_difference"]
@@ -102,7 +103,7 @@ def bench_model(path: str, steps: int = 2000, warmup: int = 200, chunk: int = 25
     m = load(path)
     load_ms = (time.perf_counter() - t0) * 1e3
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((steps, m.input_size)).astype(np.float32)
+    X = example_inputs(m.graph, (steps, m.input_size), rng)  # token ids for a token model
     result = {
         "file": os.path.abspath(path), "input_size": m.input_size,
         "output_size": m.output_size, "parameters": m.graph.param_count(),

@@ -20,6 +20,7 @@ from lstm_infer.bench import bench_model, format_bench, latency_stats, max_abs_d
 from lstm_infer.dataio import (check_output, fit_input, input_lines, read_input, stream_lines,
                                write_output)
 from lstm_infer.errors import ModelFormatError, NotStreamableError
+from lstm_infer.ops.embedding import example_inputs
 from lstm_infer.precompile import compile_kernels
 from lstm_infer.summary import describe, format_details
 
@@ -258,7 +259,7 @@ def quantize(src: str, out: str, dtype: str) -> None:
     from .quantize import quantize_file
     quantize_file(src, out, dtype)
     a, b = lstm_infer.load(src), lstm_infer.load(out)
-    X = np.random.default_rng(0).standard_normal((4, 200, a.input_size)).astype(np.float32)
+    X = example_inputs(a.graph, (4, 200, a.input_size), np.random.default_rng(0))
     err = max_abs_difference(a.run(X), b.run(X))
     click.echo(f"wrote {out}: {os.path.getsize(out):,} bytes ({os.path.getsize(src):,} as fp32), "
                f"weights {b.compression_ratio():.2f}x smaller")

@@ -16,6 +16,7 @@ import numpy as np
 from .builder import GraphBuilder
 from .model import Model, load
 from .ops import OPS
+from .ops.embedding import example_inputs
 from .quantize import quantize_file
 
 __all__ = ["every_op_models", "exercise", "cache_dir", "cache_files", "compile_kernels"]
@@ -119,6 +120,15 @@ def every_op_models(directory: str) -> list[str]:
     b.output(rd)
     paths.append(os.path.join(directory, "onnx_semantics.lstm"))
     b.save(paths[-1], converter="lstm-infer compile")
+
+    # Token ids in: an Embedding lookup (exercise() feeds valid ids, ops/embedding.py).
+    b = GraphBuilder("ids", 1)
+    e = b.add("Embedding", "embedding", ["ids"], {"num_embeddings": 7, "embedding_dim": 4},
+              {"table": u(7, 4)})
+    b.output(b.add("Linear", "fc_tokens", [e], {"in_features": 4, "out_features": 2},
+                   {"W": u(4, 2), "bias": u(2)}))
+    paths.append(os.path.join(directory, "tokens.lstm"))
+    b.save(paths[-1], converter="lstm-infer compile")
     paths += _example_models(directory, rng)
     return paths
 
@@ -145,7 +155,7 @@ def exercise(model: Model) -> None:
     """Call every entry point of a model once, so that every kernel it uses is compiled."""
     rng = np.random.default_rng(1)
     I = model.input_size
-    X = rng.standard_normal((5, I)).astype(np.float32)
+    X = example_inputs(model.graph, (5, I), rng)  # valid token ids for a token model
     model.run(X)
     model.run(X[None].repeat(2, axis=0))
     model.run(X[None].repeat(2, axis=0), lengths=np.array([5, 3]))

@@ -6,6 +6,7 @@ import numpy as np
 
 from .inputs import ON_NONFINITE, Output, as_float32, nonfinite_error, pack_inputs, shape_error
 from .kernels.interpreter import step_one, step_sequence, step_streams
+from .ops.embedding import bad_id_error
 
 
 class _StateBox:
@@ -26,6 +27,10 @@ class _StateBox:
         self.input_size = plan.input_size
         self.output_size = plan.output_size
         self._single_output = len(plan.output_slices) == 1
+
+    def _refused(self, code: int, x: np.ndarray, what: str) -> ValueError:
+        """The error for a step kernel's return code (1 NaN/Inf, 2 a bad token id)."""
+        return nonfinite_error(what) if code == 1 else bad_id_error(self.model.graph, x, what)
 
     def _state_view(self, s, rows=slice(None)):
         return self._mem[rows, s.offset:s.offset + s.size]
@@ -53,8 +58,9 @@ class Stream(_StateBox):
                     and out.shape == (self.output_size,) and out.flags.c_contiguous):
                 raise ValueError(f"out must be a C-contiguous float32 array of shape ({self.output_size},)")
             y = out
-        if step_one(self._prog, self._w, self._mem, x, y, self._check):
-            raise nonfinite_error("x")
+        code = step_one(self._prog, self._w, self._mem, x, y, self._check)
+        if code:
+            raise self._refused(code, x, "x")
         return y if (out is not None or self._single_output) else self.model._split(y)
 
     def step_many(self, X) -> Output:
@@ -63,9 +69,10 @@ class Stream(_StateBox):
         if X.ndim != 2 or X.shape[1] != self.input_size:
             raise shape_error("X", f"(T, {self.input_size})", X.shape)
         Y = np.empty((X.shape[0], self.output_size), np.float32)
-        if X.shape[0] and step_sequence(self._prog, self._w, self._mem, np.ascontiguousarray(X), Y,
-                                        self._check):
-            raise nonfinite_error("X")
+        code = X.shape[0] and step_sequence(self._prog, self._w, self._mem, np.ascontiguousarray(X), Y,
+                                            self._check)
+        if code:
+            raise self._refused(code, X, "X")
         return self.model._split(Y)
 
     def reset(self) -> None:
@@ -119,8 +126,9 @@ class StreamPool(_StateBox):
                     and out.shape == (self.n, self.output_size) and out.flags.c_contiguous):
                 raise ValueError(f"out must be a C-contiguous float32 array of shape ({self.n}, {self.output_size})")
             y = out
-        if step_streams(self._prog, self._w, self._mem, X, y, self._check):
-            raise nonfinite_error("X")
+        code = step_streams(self._prog, self._w, self._mem, X, y, self._check)
+        if code:
+            raise self._refused(code, X, "X")
         return y if (out is not None or self._single_output) else self.model._split(y)
 
     def reset(self, i: int | None = None) -> None:

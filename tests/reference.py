@@ -200,6 +200,8 @@ def run_reference(doc: dict, weights: dict, X: np.ndarray, length: int | None = 
             xs = x.reshape(x.shape[0], a["outer"], a["axis"], a["inner"])
             y = {"mean": xs.mean(2), "sum": xs.sum(2), "max": xs.max(2), "min": xs.min(2)}[a["kind"]]
             y = y.reshape(x.shape[0], -1)
+        elif op == "Embedding":
+            y = _w(node, "table")[x.astype(int)].reshape(x.shape[0], -1)
         elif op == "Concat":
             y = np.concatenate(ins, -1)
         elif op == "Add":

@@ -15,6 +15,7 @@ from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, OnnxValue
 from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, concrete, dim_of, dims_product,
                         drop_time, feature_slice, norm_axis, pad, reshape, resolve_reshape_target,
                         squeeze, take, transpose, unsqueeze)
+from . import embedding
 from .common import ints, is_val, move, scalar, to_dyn
 from .conv2d import causal_time_pad
 from .registry import op
@@ -148,7 +149,8 @@ def _cast(ctx, node, ins, a):
         to = np.dtype(helper.tensor_dtype_to_np_dtype(int(a["to"])))
     else:
         to = np.asarray(ins[1]).dtype if not is_val(ins[1]) else np.dtype(np.float32)
-    if x.data is not None and x.data.kind == "data" and to.kind != "f":
+    if (x.data is not None and x.data.kind == "data" and to.kind != "f"
+            and not embedding.is_token_ids(ctx, x.data)):  # token ids may be cast between ints
         raise OnnxConversionError(f"Cast of a per-step value to {to} is not supported")
     return [x]
 
@@ -174,9 +176,8 @@ def _slice(ctx, node, ins, a):
 @op("Gather")
 def _gather(ctx, node, ins, a):
     x, ind = ins
-    if is_val(ind):
-        raise OnnxConversionError("Gather with indices computed from the input (an embedding "
-                                  "lookup) is not supported")
+    if is_val(ind):  # token ids indexing a table
+        return embedding.lookup(ctx, node, x, ind, int(a.get("axis", 0)))
     if is_sym_array(np.asarray(ind)):
         raise OnnxConversionError("Gather indices depend on the sequence length")
     ind = np.asarray(ind).astype(np.int64)

@@ -17,8 +17,8 @@ import math
 
 from numba import njit
 
-from ..ops import (activation, binary, concat, conv1d, gather, gru, history, layernorm, linear, lstm,
-                   reduce, rnn, scale)
+from ..ops import (activation, binary, concat, conv1d, embedding, gather, gru, history, layernorm,
+                   linear, lstm, reduce, rnn, scale)
 from . import KERNEL
 
 
@@ -52,6 +52,8 @@ def _run_op(prog, r, w, st, sc):
         reduce.step(prog, r, w, st, sc)
     elif op == history.OPCODE:
         history.step(prog, r, w, st, sc)
+    elif op == embedding.OPCODE:
+        embedding.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)
@@ -91,10 +93,34 @@ def _all_finite(x):
 
 
 @njit(**KERNEL)
+def _ids_ok(prog, x):
+    """Every Embedding that reads the graph input finds valid token ids in x (I,)
+    (ops/embedding.py: a bad id is refused before the step, like a NaN)."""
+    in0 = prog[0, 1]
+    for r in range(1, prog[0, 0] + 1):
+        if prog[r, 0] == embedding.OPCODE and not embedding.ids_ok(prog, r, x, in0):
+            return False
+    return True
+
+
+@njit(**KERNEL)
+def _all_ids_ok(prog, xs):
+    for t in range(xs.shape[0]):
+        if not _ids_ok(prog, xs[t]):
+            return False
+    return True
+
+
+# Return codes of the step entry points: 0 done; nothing computed and state untouched:
+# 1 a NaN/Inf input (with check_finite), 2 an invalid token id (ops/embedding.py).
+@njit(**KERNEL)
 def step_one(prog, w, mem, x, y, check_finite):
-    """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input."""
+    """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input,
+    2 on an invalid token id."""
     if check_finite and not _all_finite(x):
         return 1
+    if not _ids_ok(prog, x):
+        return 2
     in0 = prog[0, 1]
     out0 = prog[0, 3]
     S = prog[0, 5]
@@ -114,9 +140,12 @@ def step_one(prog, w, mem, x, y, check_finite):
 @njit(**KERNEL)
 def step_streams(prog, w, mem, x, y, check_finite):
     """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input.
-    Op by op over all streams, so weights are shared between streams while in cache."""
+    Op by op over all streams, so weights are shared between streams while in cache.
+    Returns 2 (nothing computed) on an invalid token id."""
     if check_finite and not _all_finite(x):
         return 1
+    if not _all_ids_ok(prog, x):
+        return 2
     in0 = prog[0, 1]
     I = prog[0, 2]
     out0 = prog[0, 3]
@@ -140,9 +169,12 @@ def step_streams(prog, w, mem, x, y, check_finite):
 
 @njit(**KERNEL)
 def step_sequence(prog, w, mem, xs, ys, check_finite):
-    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_one calls."""
+    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_one calls.
+    Returns 1 / 2 (nothing computed) on a NaN/Inf input / an invalid token id in any step."""
     if check_finite and not _all_finite(xs):
         return 1
+    if not _all_ids_ok(prog, xs):
+        return 2
     in0 = prog[0, 1]
     I = prog[0, 2]
     out0 = prog[0, 3]
