@@ -32,7 +32,7 @@ from .errors import ConversionError, OnnxConversionError, UnsupportedOpError
 from .onnx_graph import Ctx, OnnxValue
 from .onnx_inputs import (axis_candidates, choose_data_input, elem_dtype, graph_dims, graph_inputs,
                           load_onnx, opset_of, parse_fix_value)
-from .onnx_sym import HINTS, AxisError, Dyn, SymError
+from .onnx_sym import HINTS, AxisError, Dyn, SymError, is_time_reversed
 from .onnx_walk import CONSTANT_ONLY_OPS, SUPPORTED_OPS, Attempt
 from .report import ConversionReport, VerifyReport
 
@@ -120,6 +120,11 @@ def _finish(att: Attempt, manual_state: list) -> tuple[GraphBuilder, dict]:
             raise OnnxConversionError(f"graph output {vi.name!r}: {e}") from None
         if d.kind != "data":
             raise ConversionError(f"graph output {vi.name!r} does not depend on the input")
+        if is_time_reversed(d):
+            raise OnnxConversionError(
+                f"graph output {vi.name!r} {d.describe()} is in reverse time order (a Slice with "
+                "step -1 over the time axis that is not undone): the engine emits outputs in time "
+                "order; reverse it back in the graph")
         m = ctx.mat(d)
         v = m.ref
         if v == ctx.input_name:
@@ -195,6 +200,12 @@ def convert_graph(model, fix: dict | None = None,
                 errors.append((ctx.progress if ctx is not None else 0, len(errors), e))
             except ConversionError:
                 raise
+            except Exception as e:  # a bug: say so, but let another axis assignment try
+                ctx = getattr(att, "ctx", None) or getattr(att, "_ctx", None)
+                errors.append((ctx.progress if ctx is not None else 0, len(errors), OnnxConversionError(
+                    f"internal error in the ONNX converter while building the graph's outputs "
+                    f"({type(e).__name__}: {e}); this is a bug in lstm-infer, not in the model: "
+                    "please report it with the model file")))
     finally:
         HINTS.clear()
         HINTS.update(saved)
