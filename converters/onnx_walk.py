@@ -123,9 +123,9 @@ def _token_dim(tok):
 
 
 class Attempt:
-    def __init__(self, model, data_vi, t_axis, b_axis, fixed: dict):
+    def __init__(self, model, data_vi, t_axis, b_axis, fixed: dict, dims: list | None = None):
         self.model, self.data_vi, self.t_axis, self.b_axis, self.fixed = model, data_vi, t_axis, b_axis, fixed
-        dims = graph_dims(data_vi)
+        dims = graph_dims(data_vi) if dims is None else list(dims)  # with inferred feature sizes
         self.data_dims = dims
         self.names = {}
         if isinstance(dims[t_axis], str):
