@@ -195,6 +195,8 @@ def convert_graph(model, fix: dict | None = None,
                 att.run()
                 b, meta = _finish(att, state)
                 meta["time_axis"], meta["batch_axis"] = t, bax
+                if meta["hints"].get("T") is None and HINTS.get("T") is not None:
+                    meta["hints"]["T"] = HINTS["T"]   # a length baked into the graph (Reshape)
                 return b, meta, dim_notes + att.ctx.warnings
             except UnsupportedOpError as e:
                 raise UnsupportedOpError(str(e)) from None

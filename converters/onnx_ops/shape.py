@@ -119,13 +119,47 @@ def _reshape(ctx, node, ins, a):
 
     def f(d: Dyn) -> Dyn:
         try:
-            target = resolve_reshape_target(d.dims(), shape, allow)
-        except SymError:
-            raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
-                            "fit a variable sequence length/batch size (was the model exported with "
-                            "fixed sizes baked in?)") from None
-        return reshape(d, target)
+            return reshape(d, resolve_reshape_target(d.dims(), shape, allow))
+        except (SymError, AxisError) as e:
+            baked = _baked_length(ctx, node, d, shape, allow)
+            if baked is not None:
+                return baked
+            if not isinstance(e, SymError):
+                raise
+        raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
+                        "fit a variable sequence length/batch size (was the model exported with "
+                        "fixed sizes baked in?)")
     return [move(x, f)]
+
+
+def _baked_length(ctx, node, d: Dyn, shape: list, allow: bool) -> Dyn | None:
+    """A Reshape target with the sequence length written in as a number (torch's dynamo
+    exporter bakes the example's length into e.g. [5, -1, 8], although the input is
+    declared dynamic): if one of its numbers taken as the length T makes the reshape fit
+    with the time axis exactly there, T is that number from now on for this conversion
+    (the verifier then runs the source at that length only, the one onnxruntime accepts).
+    The converted model keeps time symbolic and runs any length."""
+    if HINTS.get("T") is not None or not d.has("T"):
+        return None
+    for k, n in enumerate(shape):
+        if isinstance(n, Dim) or int(n) <= 1:
+            continue
+        target = list(shape)
+        target[k] = Dim(1, 1, 0)            # the number at k read as the sequence length
+        try:
+            out = reshape(d, resolve_reshape_target(d.dims(), target, allow))
+        except (SymError, AxisError):
+            continue
+        if out.axes[k] != ("T",) or sum("T" in t for t in out.axes) != 1:
+            continue
+        HINTS["T"] = int(n)
+        where = f"node {node.name!r}" if node.name else "a Reshape node"
+        ctx.warnings.append(f"{where} (Reshape) has the sequence length {int(n)} written into its "
+                            f"target shape {shape} (baked in at export): taken as the time axis. "
+                            f"The source runs only at {int(n)} steps; the converted model runs any "
+                            "length")
+        return out
+    return None
 
 
 @op("Flatten")
