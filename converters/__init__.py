@@ -5,8 +5,12 @@ so `import converters` is cheap and works without either installed.
     convert_file("model.pt2", "model.lstm")                     # .pt2 / state_dict / .onnx by suffix
     verify_file("model.lstm", "model.pt2")                      # numerical comparison report
 
+Each `convert_*` verifies the written model against its source (onnxruntime, torch) and
+raises `VerificationError` (a `ConversionError`, with the `report`) when they disagree;
+the output file is then not written. `verify=False` skips the check.
+
 Inside: `torch_import/` (PyTorch: export, walk, `ops/` registry), `onnx_import` with
-`onnx_inputs`, `onnx_walk`, `onnx_graph`, `onnx_sym`, `onnx_fold`, `onnx_optimize` and
+`onnx_inputs`, `onnx_dims`, `onnx_walk`, `onnx_graph`, `onnx_sym`, `onnx_fold`, `onnx_optimize` and
 `onnx_ops/` (ONNX), `torch_verify` / `onnx_verify` (numerical checks against the source),
 `torch_state_dict` (architecture from a state_dict), `layout` (weight layouts shared by
 every importer), `errors` (the ConversionError hierarchy), `report` (what they return).
@@ -16,11 +20,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConversionError, UnsupportedOpError
+from .errors import ConversionError, UnsupportedOpError, VerificationError
 from .report import ConversionReport, VerifyReport
 
 __all__ = ["convert_torch", "convert_onnx", "convert_file", "verify_file",
-           "ConversionReport", "VerifyReport", "ConversionError", "UnsupportedOpError"]
+           "ConversionReport", "VerifyReport", "ConversionError", "UnsupportedOpError",
+           "VerificationError"]
 
 if TYPE_CHECKING:  # annotations only: `import converters` stays free of numpy/torch/onnx
     import numpy as np
@@ -28,25 +33,49 @@ if TYPE_CHECKING:  # annotations only: `import converters` stays free of numpy/t
 
 def _with_dtype(convert, path, dtype: str, verify: bool) -> ConversionReport:
     """Convert at fp32 (verified against the source), then compress to `dtype` and report
-    how far the compressed model is from the fp32 one on random unit-scale inputs."""
+    how far the compressed model is from the fp32 one on random unit-scale inputs.
+
+    The file is written next to `path` under a temporary name and moved to `path` only
+    when everything succeeded: a conversion that fails, or whose verification disagrees
+    with the source (VerificationError), leaves `path` as it was."""
     from lstm_infer.quantize import DTYPES, quantize_file
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if dtype == "fp32":
-        return convert(path)
-    tmp = f"{os.fspath(path)}.fp32-{os.getpid()}.tmp"
+    path = os.fspath(path)
+    tmp = f"{path}.fp32-{os.getpid()}.tmp"
+    tmp_q = f"{path}.{dtype}-{os.getpid()}.tmp"
     try:
         report = convert(tmp)
-        quantize_file(tmp, path, dtype)
         if verify:
-            report.warnings.append(_compression_error(tmp, path, dtype))
+            _require_verified(report, path)
+        if dtype == "fp32":
+            os.replace(tmp, path)
+        else:
+            quantize_file(tmp, tmp_q, dtype)
+            if verify:
+                report.warnings.append(_compression_error(tmp, tmp_q, dtype))
+            os.replace(tmp_q, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for t in (tmp, tmp_q):
+            if os.path.exists(t):
+                os.remove(t)
     import lstm_infer
-    report.output_path = os.fspath(path)
-    report.summary = str(lstm_infer.load(path))
+    report.output_path = path
+    report.summary = str(lstm_infer.load(path, warmup=False))   # named as the file now is
     return report
+
+
+def _require_verified(report: ConversionReport, path: str) -> None:
+    v = report.verify
+    if v is None or v.ok:
+        return
+    errs = {**{f"{k} (run)": e for k, e in v.run_max_abs.items()},
+            **{f"{k} (streamed)": e for k, e in v.stream_max_abs.items()}}
+    worst = max(errs, key=errs.get)
+    raise VerificationError(
+        f"verification against {v.source} failed: max abs error {v.max_abs_error:.3g} (output "
+        f"{worst}) is above the tolerance {v.tolerance:g}; {path} was not written (convert with "
+        "verify=False / --no-verify to write it anyway and inspect it)", report)
 
 
 def _compression_error(fp32_path, path, dtype: str) -> str:

@@ -4,6 +4,7 @@ catches them all (and, as before, `except ValueError`).
     ValueError
     └── ConversionError          the source model cannot be converted (message names why)
         ├── UnsupportedOpError   an op no converter handles (PyTorch aten op, ONNX op type)
+        ├── VerificationError    the converted model disagrees with its source (`.report`)
         └── OnnxConversionError  one ONNX conversion attempt failed; the importer tries the
             │                    next time/batch axis assignment before giving up
             ├── AxisError        the assignment being tried does not fit the graph
@@ -14,7 +15,8 @@ live in `converters/__init__`, which made each importer import its own package b
 """
 from __future__ import annotations
 
-__all__ = ["ConversionError", "UnsupportedOpError", "OnnxConversionError", "AxisError", "SymError"]
+__all__ = ["ConversionError", "UnsupportedOpError", "VerificationError", "OnnxConversionError",
+           "AxisError", "SymError"]
 
 
 class ConversionError(ValueError):
@@ -24,6 +26,16 @@ class ConversionError(ValueError):
 class UnsupportedOpError(ConversionError):
     """An op that no converter handles; the message lists what is supported. Not retried:
     a different axis assignment does not make an unknown op known."""
+
+
+class VerificationError(ConversionError):
+    """The converted model's outputs differ from the source framework's beyond the
+    tolerance; `report` is the VerifyReport. `convert_*` raise it and write nothing at the
+    output path."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class OnnxConversionError(ConversionError):

@@ -16,6 +16,7 @@ import numpy as np
 from .onnx_sym import Dim, SymError, concrete
 
 INT_BIG = 2 ** 62
+INT32_MAX, INT64_MAX = 2 ** 31 - 1, 2 ** 63 - 1
 
 
 def attrs_of(node) -> dict[str, Any]:
@@ -73,10 +74,49 @@ def _binop(a, b, fn):
     return None
 
 
-def _slice_params(n, start, end, step):
-    """Clamp ONNX Slice parameters for an axis of size n (int)."""
-    start, end, step = int(concrete(start)), int(concrete(end)), int(step)
-    return slice(*slice(start, end, step).indices(n))
+def slice_indices(n: int, start, end, step) -> np.ndarray:
+    """The positions ONNX Slice selects along an axis of size n, exactly as the spec says:
+    a negative start/end counts from the end (+n); then, for a positive step, start and
+    end are clamped to [0, n]; for a negative step, start to [0, n-1] and end to [-1, n-1]
+    (so INT_MIN as end means "through element 0"); then start, start+step, ... while
+    before end. Python's `slice.indices` differs for negative steps (its stop -1 would
+    mean "the last element"), so it is not used.
+
+    One case follows onnxruntime rather than the spec's clamping: an end of exactly
+    INT32_MAX or INT64_MAX means "no end" (numpy's None) for negative steps too, i.e.
+    through element 0, where clamping to n-1 would select nothing. onnxruntime runs the
+    files we convert, and every conversion is verified against it."""
+    n, start, end, step = int(n), int(concrete(start)), int(concrete(end)), int(concrete(step))
+    if step == 0:
+        raise SymError("Slice step 0 is invalid (steps must be non-zero)")
+    if step < 0 and end in (INT32_MAX, INT64_MAX):
+        end = -1 - n   # through element 0, as onnxruntime reads it
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    if step > 0:
+        start, end = min(max(start, 0), n), min(max(end, 0), n)
+    else:
+        start, end = min(max(start, 0), n - 1), min(max(end, -1), n - 1)
+    return np.arange(start, end, step, dtype=np.int64)
+
+
+def slice_args(ins: list, attrs: dict, opset: int) -> tuple[list, list, list, list]:
+    """starts, ends, axes, steps of a Slice node (attributes before opset 10, inputs after);
+    the caller checks that they are constants."""
+    if opset < 10:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = as_ints(ins[1]), as_ints(ins[2])
+        axes = as_ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = as_ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise SymError(f"Slice starts/ends/axes/steps have different lengths "
+                       f"({len(starts)}, {len(ends)}, {len(axes)}, {len(steps)})")
+    return starts, ends, axes, steps
 
 
 def fold_node(op: str, node, ins: list, attrs: dict, opset: int) -> list | None:
@@ -169,21 +209,18 @@ def _f_reshape(ins, a, opset):
 
 def _f_slice(ins, a, opset):
     x = ins[0]
-    if opset < 10:
-        starts, ends = a["starts"], a["ends"]
-        axes = a.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = as_ints(ins[1]), as_ints(ins[2])
-        axes = as_ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-        steps = as_ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
-    sl = [slice(None)] * x.ndim
+    starts, ends, axes, steps = slice_args(ins, a, opset)
+    seen = set()
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        ax = int(ax) % x.ndim
-        e = min(int(concrete(e)), INT_BIG) if not isinstance(e, Dim) else concrete(e)
-        s = max(int(concrete(s)), -INT_BIG)
-        sl[ax] = _slice_params(x.shape[ax], s, e, st)
-    return [x[tuple(sl)]]
+        ax = int(ax)
+        if not -x.ndim <= ax < x.ndim:
+            raise SymError(f"Slice axis {ax} out of range for rank {x.ndim}")
+        ax %= x.ndim
+        if ax in seen:
+            raise SymError(f"Slice lists axis {ax} twice")
+        seen.add(ax)
+        x = np.take(x, slice_indices(x.shape[ax], s, e, st), axis=ax)
+    return [x]
 
 
 def _f_cast(ins, a, opset):

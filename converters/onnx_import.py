@@ -5,19 +5,22 @@ How a graph is converted:
    a `sequence_lens` input (becomes `run(X, lengths=...)`), and inputs holding recurrent
    state (`h0`/`c0`), which are traced and paired with the outputs returning the final
    state (automatically, or by hand with `state=[("h0", "hn")]`).
-2. The data input's time and batch axes are chosen: from dimension names when they say so
-   (time/seq/len/batch...), else by trying the possible assignments; the first one under
-   which the whole graph is per-step and every LSTM/GRU/RNN sees time on its sequence axis
-   wins (assignments that do not fit fail with an `AxisError`).
+2. Feature sizes the data input does not declare are read off the weights of the op that
+   first consumes it (`onnx_dims`). The data input's time and batch axes are chosen: from
+   dimension names when they say so (time/seq/len/batch...), else by trying the possible
+   assignments; the first one under which the whole graph is per-step and every
+   LSTM/GRU/RNN sees time on its sequence axis wins (assignments that do not fit fail
+   with an `AxisError`).
 3. Every node is converted by its op converter (onnx_ops); constants are folded on the way.
 4. Outputs get their ONNX layout per step; a description of how our per-step outputs map
    onto the ONNX tensors is stored in the file's provenance (`onnx`), which `verify_onnx`
    uses to compare with onnxruntime.
 
-Modules: `onnx_inputs` (step 1 and the axis candidates of step 2), `onnx_walk` (one
-attempt, step 3), `onnx_ops` (the op converters), `onnx_graph` (the conversion context),
-`onnx_sym` (symbolic shapes), `onnx_fold` (constant folding), `onnx_optimize` (IR clean-up)
-and this module (the attempts of step 2, state pairing and step 4, the public API).
+Modules: `onnx_inputs` (step 1 and the axis candidates of step 2), `onnx_dims` (undeclared
+feature sizes), `onnx_walk` (one attempt, step 3), `onnx_ops` (the op converters),
+`onnx_graph` (the conversion context), `onnx_sym` (symbolic shapes), `onnx_fold` (constant
+folding), `onnx_optimize` (IR clean-up) and this module (the attempts of step 2, state
+pairing and step 4, the public API).
 """
 from __future__ import annotations
 
@@ -29,11 +32,12 @@ import numpy as np
 from lstm_infer.builder import GraphBuilder
 
 from .errors import ConversionError, OnnxConversionError, UnsupportedOpError
+from .onnx_dims import infer_feature_dims
 from .onnx_graph import Ctx, OnnxValue
 from .onnx_inputs import (axis_candidates, choose_data_input, elem_dtype, graph_dims, graph_inputs,
                           load_onnx, opset_of, parse_fix_value)
 from .onnx_quant import fold_dynamic_matmuls
-from .onnx_sym import HINTS, AxisError, Dyn, SymError
+from .onnx_sym import HINTS, AxisError, Dyn, SymError, is_time_reversed
 from .onnx_walk import CONSTANT_ONLY_OPS, SUPPORTED_OPS, Attempt
 from .report import ConversionReport, VerifyReport
 
@@ -121,6 +125,11 @@ def _finish(att: Attempt, manual_state: list) -> tuple[GraphBuilder, dict]:
             raise OnnxConversionError(f"graph output {vi.name!r}: {e}") from None
         if d.kind != "data":
             raise ConversionError(f"graph output {vi.name!r} does not depend on the input")
+        if is_time_reversed(d):
+            raise OnnxConversionError(
+                f"graph output {vi.name!r} {d.describe()} is in reverse time order (a Slice with "
+                "step -1 over the time axis that is not undone): the engine emits outputs in time "
+                "order; reverse it back in the graph")
         m = ctx.mat(d)
         v = m.ref
         if v == ctx.input_name:
@@ -178,17 +187,19 @@ def convert_graph(model, fix: dict | None = None,
     if unknown:
         raise ConversionError(f"--fix names {unknown} are not graph inputs ({sorted(names)})")
     data_vi = choose_data_input(model, fix, state)
-    dims = graph_dims(data_vi)
+    dims, dim_notes = infer_feature_dims(model, data_vi.name, graph_dims(data_vi))
     errors = []
     saved = dict(HINTS)
     try:
         for t, bax in axis_candidates(dims):
-            att = Attempt(model, data_vi, t, bax, fix)
+            att = Attempt(model, data_vi, t, bax, fix, dims)
             try:
                 att.run()
                 b, meta = _finish(att, state)
                 meta["time_axis"], meta["batch_axis"] = t, bax
-                return b, meta, quant_notes + att.ctx.warnings
+                if meta["hints"].get("T") is None and HINTS.get("T") is not None:
+                    meta["hints"]["T"] = HINTS["T"]   # a length baked into the graph (Reshape)
+                return b, meta, quant_notes + dim_notes + att.ctx.warnings
             except UnsupportedOpError as e:
                 raise UnsupportedOpError(str(e)) from None
             except (AxisError, OnnxConversionError, SymError) as e:
@@ -197,6 +208,12 @@ def convert_graph(model, fix: dict | None = None,
                 errors.append((ctx.progress if ctx is not None else 0, len(errors), e))
             except ConversionError:
                 raise
+            except Exception as e:  # a bug: say so, but let another axis assignment try
+                ctx = getattr(att, "ctx", None) or getattr(att, "_ctx", None)
+                errors.append((ctx.progress if ctx is not None else 0, len(errors), OnnxConversionError(
+                    f"internal error in the ONNX converter while building the graph's outputs "
+                    f"({type(e).__name__}: {e}); this is a bug in lstm-infer, not in the model: "
+                    "please report it with the model file")))
     finally:
         HINTS.clear()
         HINTS.update(saved)

@@ -5,7 +5,8 @@
 * fold a `Scale` into the `Linear` / `Conv1d` before it (MatMul + Add, Gemm + Mul, Conv +
   BatchNormalization), or into an `Embedding`'s table (a DequantizeLinear after the
   lookup), when that node's value has no other use;
-* merge two consecutive `Scale`s.
+* merge two consecutive `Scale`s;
+* give an LSTM whose Y_c is only paired state its plain h output back (`drop_unread_cells`).
 """
 from __future__ import annotations
 
@@ -107,6 +108,87 @@ def fuse_scales(b: GraphBuilder) -> None:
     _drop_tensors(b)
 
 
+def drop_unread_cells(b: GraphBuilder) -> None:
+    """An LSTM given `output_cell` (its Y_c is used) whose c half no node reads, because Y_c
+    only returned state that is now paired with an input, outputs h alone again. Its
+    readers (Gathers, and Concats read by Gathers) are re-indexed; Gathers that then copy
+    their input unchanged go."""
+    outs = {o["name"] for o in b.outputs}
+    changed = True
+    while changed:
+        changed = False
+        cons = _consumers(b)
+        for nd in b.nodes:
+            if nd["op"] != "LSTM" or not nd["attrs"].get("output_cell"):
+                continue
+            v, H = nd["outputs"][0], nd["attrs"]["hidden_size"]
+            width = nd["attrs"].get("proj_size") or H
+            reads = _reads(b, cons, outs, v)
+            if reads is None or any(np.any(r >= width) for r in reads):
+                continue
+            del nd["attrs"]["output_cell"]
+            _cut(b, cons, v, width, width + H)
+            changed = True
+            break
+    for u in list(b.nodes):
+        g = u["outputs"][0]
+        if u["op"] == "Gather" and g not in outs and u["attrs"]["in_size"] == u["attrs"]["out_size"] \
+                and np.array_equal(b.tensors[u["weights"]["index"]], np.arange(u["attrs"]["in_size"])):
+            for other in b.nodes:
+                other["inputs"] = [u["inputs"][0] if x == g else x for x in other["inputs"]]
+            b.nodes.remove(u)
+    _drop_tensors(b)
+
+
+def _consumers(b: GraphBuilder) -> dict[str, list]:
+    cons: dict[str, list] = {}
+    for nd in b.nodes:
+        for v in nd["inputs"]:
+            cons.setdefault(v, []).append(nd)
+    return cons
+
+
+def _reads(b: GraphBuilder, cons: dict, outs: set, v: str) -> list | None:
+    """Positions of value `v` that its readers read, or None when a reader may read any."""
+    if v in outs:
+        return None
+    found = []
+    for u in cons.get(v, []):
+        if u["op"] == "Gather":
+            idx = b.tensors[u["weights"]["index"]].astype(np.int64)
+            found.append(idx[idx >= 0])
+        elif u["op"] == "Concat" and u["inputs"].count(v) == 1:
+            k = u["inputs"].index(v)
+            off, n = sum(u["attrs"]["sizes"][:k]), u["attrs"]["sizes"][k]
+            sub = _reads(b, cons, outs, u["outputs"][0])
+            if sub is None:
+                return None
+            found += [p[(p >= off) & (p < off + n)] - off for p in sub]
+        else:
+            return None
+    return found
+
+
+def _cut(b: GraphBuilder, cons: dict, v: str, start: int, stop: int) -> None:
+    """Remove positions [start, stop) of value `v` (read by nobody) from its readers."""
+    n = stop - start
+    b.sizes[v] -= n
+    for u in cons.get(v, []):
+        if u["op"] == "Gather":
+            name = u["weights"]["index"]
+            idx = b.tensors[name]
+            b.tensors[name] = np.where(idx >= stop, idx - n, idx).astype(np.float32)
+            u["attrs"]["in_size"] -= n
+        else:  # Concat
+            k = u["inputs"].index(v)
+            sizes = list(u["attrs"]["sizes"])
+            off = sum(sizes[:k])
+            sizes[k] -= n
+            u["attrs"]["sizes"] = sizes
+            _cut(b, cons, u["outputs"][0], off + start, off + stop)
+
+
 def optimize(b: GraphBuilder, keep_nodes: set[str]) -> None:
     prune(b, keep_nodes)
+    drop_unread_cells(b)
     fuse_scales(b)

@@ -8,8 +8,9 @@ Two ideas carry the whole converter:
   such as `Reshape(x, [1, 10, 8])` still matches the symbolic time axis.
 
 * `Dyn`: an ONNX tensor that varies per time step. Each ONNX axis carries *tokens*
-  (major to minor) saying what it spans: 'T' (time), 'B' (batch) and 'F' (a feature part,
-  fixed size). `idx` has one dimension per axis, the size of that axis' feature part, and
+  (major to minor) saying what it spans: 'T' (time), 'R' (time in reverse order: what a
+  Slice with step -1 over the whole time axis makes), 'B' (batch) and 'F' (a feature
+  part, fixed size). `idx` has one dimension per axis, the size of that axis' feature part, and
   holds for each per-step element its position in the flat IR value that stores it (-1:
   a zero from padding). Pure data movement (Transpose, Slice, Gather, Split, Pad,
   Reshape, Squeeze, Concat...) then only rewrites `idx` and emits nothing; an IR `Gather`
@@ -147,7 +148,8 @@ def dims_product(dims) -> Any:
     return p
 
 
-TOKEN_DIM = {"T": Dim(1, 1, 0), "B": Dim(1, 0, 1)}
+TOKEN_DIM = {"T": Dim(1, 1, 0), "R": Dim(1, 1, 0), "B": Dim(1, 0, 1)}
+TOKEN_WORD = {"T": "time", "R": "time (reversed)", "B": "batch"}
 
 
 def dim_of(tokens: tuple, fsize: int):
@@ -210,7 +212,7 @@ class Dyn:
 
     def describe(self) -> str:
         def one(tok, n):
-            parts = [t if t != "F" else str(n) for t in tok]
+            parts = [{"F": str(n), "R": "rev(T)"}.get(t, t) for t in tok]
             return "*".join(parts) or "1"
         return "(" + ", ".join(one(t, n) for t, n in zip(self.axes, self.idx.shape)) + ")"
 
@@ -272,16 +274,17 @@ def reshape(d: Dyn, target: list) -> Dyn:
             if pos >= len(factors):
                 raise AxisError(f"cannot reshape {d.describe()} to {list(target)}")
             kind, size = factors[pos]
-            if kind in ("T", "B"):
-                have = rem.t if kind == "T" else rem.b
+            if kind in ("T", "R", "B"):
+                is_t = kind != "B"   # 'R' is the time axis in reverse order
+                have = rem.t if is_t else rem.b
                 if not have:
-                    hint = HINTS.get(kind)
+                    hint = HINTS.get("T" if is_t else "B")
                     if rem.t == 0 and rem.b == 0 and hint and rem.c % hint == 0:
-                        rem = Dim(rem.c // hint, rem.t + (kind == "T"), rem.b + (kind == "B"))
+                        rem = Dim(rem.c // hint, rem.t + is_t, rem.b + (not is_t))
                     else:
                         raise AxisError(f"cannot reshape {d.describe()} to {list(target)}: "
-                                        f"the {'time' if kind == 'T' else 'batch'} axis does not fit")
-                rem = Dim(rem.c, rem.t - (kind == "T"), rem.b - (kind == "B"))
+                                        f"the {'time' if is_t else 'batch'} axis does not fit")
+                rem = Dim(rem.c, rem.t - is_t, rem.b - (not is_t))
                 toks.append(kind)
                 pos += 1
                 continue
@@ -350,6 +353,10 @@ def take(d: Dyn, axis: int, indices: np.ndarray) -> Dyn:
 
 def drop_time(d: Dyn, axis: int, keep_axis: bool) -> Dyn:
     """Select the last time step: the time axis goes (or becomes size 1)."""
+    if d.axes[axis] == ("R",):
+        raise AxisError(f"selecting a time step of {d.describe()}, whose time axis is reversed "
+                        "(Slice with step -1): only a step of the time axis in order can be "
+                        "selected (the last one)")
     if d.axes[axis] != ("T",):
         raise AxisError(f"selecting a time step on axis {axis} {d.describe()} that mixes time with "
                         "other axes")
@@ -359,6 +366,26 @@ def drop_time(d: Dyn, axis: int, keep_axis: bool) -> Dyn:
         return d.with_(d.idx, axes)
     return d.with_(d.idx.reshape([n for k, n in enumerate(d.idx.shape) if k != axis]),
                    [a for k, a in enumerate(d.axes) if k != axis])
+
+
+def reverse_time(d: Dyn, axis: int) -> Dyn:
+    """The whole time axis in reverse order (ONNX Slice with step -1 over it): per-step
+    values are unchanged, the axis token flips between 'T' and 'R'. Recurrent ops read an
+    'R' input as running in the other direction (onnx_ops/recurrent.py); graph outputs must
+    be back in time order. A constant over time is its own reversal."""
+    tok = d.axes[axis]
+    if tok not in (("T",), ("R",)):
+        raise AxisError(f"reversing axis {axis} of {d.describe()}: only a time axis of its own "
+                        "(not merged with batch or features) can be reversed")
+    if d.kind != "data":
+        return d
+    axes = list(d.axes)
+    axes[axis] = ("R",) if tok == ("T",) else ("T",)
+    return d.with_(d.idx, axes)
+
+
+def is_time_reversed(d: Dyn) -> bool:
+    return any("R" in tok for tok in d.axes)
 
 
 def pad(d: Dyn, pads_begin: list[int], pads_end: list[int], mode: str) -> Dyn:
@@ -397,6 +424,10 @@ def broadcast_axes(a_axes: list, a_shape: tuple, b_axes: list, b_shape: tuple):
             axes.append(ta or tb)
             shape.append(max(na, nb))
             continue
+        if ("R" in ta) != ("R" in tb) and ("T" in ta + tb):
+            raise AxisError("cannot combine values in time order with values whose time axis is "
+                            "reversed (Slice with step -1); only a recurrent layer may read "
+                            "reversed values, and its output must be reversed back")
         raise AxisError(f"cannot broadcast {dim_of(ta, na)} against {dim_of(tb, nb)}")
     return axes, tuple(shape)
 

@@ -8,6 +8,14 @@ random inputs to both, whole sequence (`run`, with random sequence lengths when 
 takes them) and streamed chunk by chunk with state carried, and reports max abs/rel error
 per output; states paired with inputs are compared after streaming via `get_state()`.
 
+Inputs: one random batch at a short length (T=7) and one at a long length (`long_t`, 64),
+plus any given. The batch size is what the graph allows: a batch the file declares, else
+the batch of constant initial states / sequence_lens (onnxruntime refuses any other),
+else 3. A graph with a fixed sequence length (declared by its input, or baked into a
+Reshape at export) is verified at that length, and also at the long one if onnxruntime
+accepts it; if not, the report says that the source runs only at that length while the
+converted model runs any length.
+
 onnxruntime rejects `layout=1` on LSTM/GRU/RNN; such graphs are rewritten to the
 equivalent `layout=0` graph (Transposes around the node) before onnxruntime runs them.
 """
@@ -17,11 +25,45 @@ import numpy as np
 
 from lstm_infer.ops.embedding import example_inputs
 
+from .errors import ConversionError
 from .onnx_inputs import parse_fix_value
 from .report import VerifyReport
 
 READ_ROWS = {0: "last", 1: "last", 2: "len", 3: "first"}
 QUANT_REL_TOL = 0.05  # vs a source with uint8 activations (_QuantizedSource); dksplit: 1.9% measured
+LONG_T = 64
+
+
+def graph_batch(model, fix=None) -> int | None:
+    """The batch size a graph is fixed to by the initial states or sequence_lens of its
+    LSTM/GRU/RNN nodes (initializers, Constant nodes, values bound with `fix`, graph inputs
+    declared with fixed sizes), or None when nothing fixes it."""
+    from onnx import numpy_helper
+    consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output:
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = tuple(numpy_helper.to_array(a.t).shape)
+    for vi in model.graph.input:   # inputs declared with fixed sizes (e.g. sequence_lens [2])
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in consts and dims and all(d.HasField("dim_value") for d in dims):
+            consts[vi.name] = tuple(int(d.dim_value) for d in dims)
+    for k, v in (fix or {}).items():
+        consts[k] = np.shape(parse_fix_value(v))
+    for n in model.graph.node:
+        if n.op_type not in ("LSTM", "GRU", "RNN"):
+            continue
+        layout = next((int(a.i) for a in n.attribute if a.name == "layout"), 0)
+        for k in (4, 5, 6):
+            shape = consts.get(n.input[k]) if len(n.input) > k and n.input[k] else None
+            if shape is None:
+                continue
+            if k == 4 and len(shape) == 1:
+                return int(shape[0])
+            if k > 4 and len(shape) == 3:
+                return int(shape[0] if layout else shape[1])
+    return None
 
 
 def to_layout0(model):
@@ -193,6 +235,35 @@ def _feeds(meta, model, X, T, B, lens, fix):
     return feeds
 
 
+def _runs_at(sess, meta, model, dims, T: int, B: int, fix) -> bool:
+    """Does onnxruntime run the source graph at sequence length T, with outputs of the
+    shapes the converted model's outputs map to? (A length baked into a Reshape may still
+    divide evenly at another length, giving outputs of another shape and meaning.)"""
+    import onnxruntime as ort
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4   # a refusal is the expected answer, not an error to log
+    X = np.zeros(_shape(dims, T, B), np.float32)
+    try:
+        got = sess.run(None, _feeds(meta, model, X, T, B, np.full(B, T, np.int64), fix), quiet)
+    except Exception:
+        return False
+    shapes = dict(zip([o.name for o in sess.get_outputs()], [np.shape(g) for g in got]))
+    for e in meta["outputs"]:
+        want = [int(np.prod([T if t == "T" else B if t == "B" else e["fshape"][k] for t in toks]))
+                for k, toks in enumerate(e["axes"])]
+        if list(shapes[e["name"]]) != want:
+            return False
+    return True
+
+
+def _ort_run(sess, feeds: dict, shape) -> list:
+    try:
+        return sess.run(None, feeds)
+    except Exception as e:  # onnxruntime's own exception types are not ValueErrors
+        raise ConversionError(f"verification: onnxruntime cannot run the source graph on a random "
+                              f"input of shape {list(shape)}: {' '.join(str(e).split())}") from None
+
+
 def _state_value(states: list[dict], entry: dict) -> np.ndarray:
     """Paired state output rebuilt from get_state() of each batch entry's stream."""
     per_b = []
@@ -204,7 +275,7 @@ def _state_value(states: list[dict], entry: dict) -> np.ndarray:
 
 def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int | None = None,
                  B: int | None = None, seed: int = 0, tolerance: float = 1e-4,
-                 chunks=(1, 2, 5)) -> VerifyReport:
+                 chunks=(1, 2, 5), long_t: int | None = LONG_T) -> VerifyReport:
     meta = m.provenance.get("onnx")
     if not meta:
         raise ValueError("this .lstm file carries no ONNX mapping (was it converted from ONNX by "
@@ -214,15 +285,39 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
     rng = np.random.default_rng(seed)
     dims = next(i for i in meta["inputs"] if i["name"] == meta["data_input"])["dims"]
     hints = meta.get("hints", {})
-    T = int(hints.get("T") or T or 7)
-    B = int(hints.get("B") or B or 3) if "B" in dims else 1
+    fixed_t = hints.get("T")
+    T = int(fixed_t or T or 7)
+    bound = {k: np.zeros(f["shape"]) for k, f in meta.get("fixed", {}).items()}
+    fixed_b = hints.get("B") or graph_batch(model, {**bound, **(fix or {})})
+    B = int(fixed_b or B or 3) if "B" in dims else 1
     sess = _session(model)
     onames = [o.name for o in sess.get_outputs()]
-    xs = [example_inputs(m.graph, tuple(_shape(dims, T, B)), rng)]  # token ids for a token model
+    # a length fixed by the file: does onnxruntime refuse any other? (then say so below)
+    only_t = bool(fixed_t) and not _runs_at(sess, meta, model, dims, max(LONG_T, T + 1), B, fix)
+    lengths = [T, max(long_t, T + 1)] if long_t and not only_t else [T]
+    # token ids for a token model
+    xs = [example_inputs(m.graph, tuple(_shape(dims, t, B)), rng) for t in lengths]
     if inputs is not None:
         # inputs are in the engine's layout, (T, I) or (B, T, I), as `lstm-infer verify --input`
         given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        xs += [_from_ours(x, dims) for x in given]
+        for x in given:
+            X = _from_ours(x, dims)
+            tx, bx = X.shape[dims.index("T")], X.shape[dims.index("B")] if "B" in dims else 1
+            if (only_t and tx != T) or (fixed_b and bx != int(fixed_b)):
+                rep.notes.append(f"given input of {tx} steps x batch {bx} skipped: the source graph "
+                                 f"runs only at {T} steps" + (f" x batch {fixed_b}" if fixed_b else ""))
+                continue
+            xs.append(X)
+    rep.notes.append(f"compared on random sequences of {' and '.join(str(t) for t in lengths)} "
+                     f"steps (batch {B})" + (f" and {len(xs) - len(lengths)} given input(s)"
+                                             if len(xs) > len(lengths) else ""))
+    if only_t:
+        rep.notes.append(f"the source graph fixes the sequence length at {T} steps (baked in when "
+                         f"it was exported), so onnxruntime runs it only at that length and it "
+                         f"was verified at T={T}; the converted model runs sequences of any length")
+    if fixed_b and "B" in dims and not hints.get("B"):
+        rep.notes.append(f"verified at batch {fixed_b}: the source graph's constant initial states "
+                         "fix its batch size (the converted model runs any batch)")
     has_len = meta.get("lengths_input") is not None
     for X in xs:
         Tx = X.shape[dims.index("T")]
@@ -232,7 +327,7 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
         if has_len:
             lens = rng.integers(1, Tx + 1, size=Bx)
             lens[0] = Tx
-        ref = dict(zip(onames, sess.run(None, _feeds(meta, model, X, Tx, Bx, lens, fix))))
+        ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, lens, fix), X.shape)))
         Xo = _to_ours(X, dims)
         y = m.run(Xo, lengths=lens if has_len else None)
         ys = y if isinstance(y, dict) else {meta["outputs"][0]["name"]: y}
@@ -246,7 +341,7 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
             rep.streamed = False
             continue
         if has_len:
-            ref = dict(zip(onames, sess.run(None, _feeds(meta, model, X, Tx, Bx, full, fix))))
+            ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, full, fix), X.shape)))
         outs, states = [], []
         for b in range(Xo.shape[0]):
             s = m.stream()

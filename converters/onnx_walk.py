@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from lstm_infer.builder import GraphBuilder
+from lstm_infer.errors import ModelFormatError
 
-from .errors import AxisError, OnnxConversionError, SymError, UnsupportedOpError
+from .errors import AxisError, ConversionError, OnnxConversionError, SymError, UnsupportedOpError
 from .onnx_fold import attrs_of, fold_node, is_sym_array, tensor_to_array
 from .onnx_graph import Ctx, OnnxValue
 from .onnx_inputs import elem_dtype, graph_dims, graph_inputs, opset_of, parse_fix_value
@@ -44,6 +45,11 @@ def _unsupported(node) -> UnsupportedOpError:
     return UnsupportedOpError(f"unsupported ONNX op {node.op_type!r}{dom} in {where}; supported "
                               f"ops: {', '.join(SUPPORTED_OPS)}; on constants (shape arithmetic) "
                               f"also {', '.join(CONSTANT_ONLY_OPS)} (lstm-infer convert --list-ops)")
+
+
+def _located(where: str, e: Exception) -> str:
+    msg = str(e)
+    return msg if msg.startswith(("node ", "a ")) else f"{where}: {msg}"
 
 
 def _run_node(ctx: Ctx, node) -> None:
@@ -81,11 +87,23 @@ def _run_node(ctx: Ctx, node) -> None:
     except UnsupportedOpError:
         raise
     except AxisError as e:
-        raise AxisError(f"{where}: {e}") from None
-    except (OnnxConversionError, SymError, ValueError, KeyError, IndexError) as e:
-        if str(e).startswith("node ") or str(e).startswith("a "):
-            raise OnnxConversionError(str(e)) from None
-        raise OnnxConversionError(f"{where}: {e}") from None
+        raise AxisError(_located(where, e)) from None
+    except (ConversionError, SymError) as e:   # expected: the message says what and why
+        raise OnnxConversionError(_located(where, e)) from None
+    except ModelFormatError as e:
+        raise OnnxConversionError(f"{where}: the runtime rejects the converted node: {e}") from None
+    except Exception as e:
+        # anything else (IndexError, KeyError, TypeError, ...) is a bug of the converter:
+        # say so, and name the node, rather than show the bare internal message
+        raise OnnxConversionError(
+            f"{where}: internal error in the ONNX converter ({type(e).__name__}: {e}); this is a "
+            "bug in lstm-infer, not in the model: please report it with the model file") from e
+    # a data-movement error kept for later (onnx_ops.common.move) names this node
+    inherited = {id(x.err) for x in ins if isinstance(x, OnnxValue) and x.err is not None}
+    for v in outs:
+        if isinstance(v, OnnxValue) and v.err is not None and id(v.err) not in inherited:
+            v.err = type(v.err)(_located(where, v.err))
+            v.why = str(v.err)
     for name, v in zip(node.output, outs):
         if name:
             ctx.values[name] = v
@@ -106,9 +124,9 @@ def _token_dim(tok):
 
 
 class Attempt:
-    def __init__(self, model, data_vi, t_axis, b_axis, fixed: dict):
+    def __init__(self, model, data_vi, t_axis, b_axis, fixed: dict, dims: list | None = None):
         self.model, self.data_vi, self.t_axis, self.b_axis, self.fixed = model, data_vi, t_axis, b_axis, fixed
-        dims = graph_dims(data_vi)
+        dims = graph_dims(data_vi) if dims is None else list(dims)  # with inferred feature sizes
         self.data_dims = dims
         self.names = {}
         if isinstance(dims[t_axis], str):

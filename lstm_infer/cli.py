@@ -160,9 +160,9 @@ def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="Weight storage type in the written file.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Compare the written file with the source model on random inputs (whole "
+              help="Compare the converted model with the source model on random inputs (whole "
                    "sequence and step by step) and print the max error. A max error above the "
-                   "tolerance makes the command exit with 1 (the file is still written).")
+                   "tolerance makes the command exit with 1 and OUT is not written.")
 @click.option("--rnn-nonlinearity", type=click.Choice(["tanh", "relu"]), default=None,
               help="For state_dict files holding an nn.RNN: its nonlinearity, which a "
                    "state_dict does not record (the importer's default is tanh).")
@@ -188,6 +188,10 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
         report = converters.convert_file(src, out, dtype=dtype, verify=verify, **options)
     except ImportError as e:
         raise _missing_extra(e, src) from e
+    except converters.VerificationError as e:
+        if e.report is not None and e.report.verify is not None:
+            click.echo(str(e.report.verify))
+        raise click.ClickException(str(e)) from e
     click.echo(str(report))
     if report.verify is None:
         click.echo("verification skipped (--no-verify)" if not verify else
@@ -196,7 +200,7 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
     if not report.verify.ok:
         raise click.ClickException(
             f"max abs error {report.verify.max_abs_error:.3g} is above the tolerance "
-            f"{report.verify.tolerance:g}; {out} was written but does not match {src}")
+            f"{report.verify.tolerance:g}; {out} does not match {src}")
 
 
 @cli.command()

@@ -33,12 +33,12 @@ def rnd(rng, *shape, scale=1.0):
 
 
 def check(model, tmp_path, fix=None, state=None, tol: float = TOL, stream: bool = True, T: int = 6,
-          B: int = 2, name: str = "m.lstm", rel_tol: float | None = None):
-    """Convert, verify against onnxruntime; returns (model, report)."""
+          B: int = 2, name: str = "m.lstm", rel_tol: float | None = None, long_t: int | None = 64):
+    """Convert, verify against onnxruntime (at T and at long_t steps); returns (model, report)."""
     path = tmp_path / name
     rep = convert_onnx(model, path, verify=False, fix=fix, state=state)
     m = lstm_infer.load(path)
-    v = verify_model(m, model, fix=fix, T=T, B=B)
+    v = verify_model(m, model, fix=fix, T=T, B=B, long_t=long_t)
     if rel_tol is None:
         assert v.max_abs_error <= tol, f"{v}\n{m}"
     else:  # outputs far from unit scale (unbounded gate functions): relative error

@@ -103,7 +103,10 @@ def test_activations(tmp_path, op, func, alpha, beta):
             kw["activation_alpha"] = alpha
         if beta:
             kw["activation_beta"] = beta
-        check(rec_model(op, clip=4.0, **kw), tmp_path, name=f"s{slot}.lstm", rel_tol=1e-6)
+        # unbounded functions: values grow without bound over long sequences, so fp32 is
+        # compared at T=6 only (long_t=None)
+        check(rec_model(op, clip=4.0, **kw), tmp_path, name=f"s{slot}.lstm", rel_tol=1e-6,
+              long_t=None)
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
@@ -113,7 +116,7 @@ def test_bidirectional_activations_consume_alphas_in_order(tmp_path, op):
     bw = ["Sigmoid", "ScaledTanh", "Elu"][:n] if op != "RNN" else ["Elu"]
     check(rec_model(op, direction="bidirectional", activations=fw + bw,
                     activation_alpha=[0.25, 0.9, 0.5], activation_beta=[0.45, 1.2]),
-          tmp_path, stream=False)
+          tmp_path, stream=False, long_t=None)  # unbounded functions: T=6 only (see above)
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])

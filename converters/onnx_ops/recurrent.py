@@ -10,6 +10,9 @@ last step, or at lengths-1 with sequence_lens); a reverse direction's final stat
 at step 0, so it goes through a FirstStep node (the step-0 value at every step) and then
 reads like a forward one. When Y_c is used, the LSTM nodes get `output_cell` (per-step
 output [h, c]) and Y_c reads the c half; paired with an initial_c input it is state.
+An X reversed in time (Slice with step -1 over the time axis, as a hand-built
+bidirectional layer does: reverse, forward LSTM, reverse back) makes each direction run
+the other way, and Y comes out reversed too.
 Initial states that come from graph inputs are traced (state ids) so that the importer can
 pair `initial_h` inputs with `Y_h` outputs and keep that state inside the engine.
 """
@@ -150,9 +153,14 @@ def _recurrent(ctx, node, ins, a):
     if d.rank != 3:
         raise OnnxConversionError(f"{kind} input X has rank {d.rank}, expected 3")
     seq_ax, bat_ax = (0, 1) if layout == 0 else (1, 0)
-    if d.axes[seq_ax] != ("T",):
+    if d.axes[seq_ax] not in (("T",), ("R",)):
         raise AxisError(f"{kind} node {node.name!r}: its sequence axis {seq_ax} of X {d.describe()} "
                         "is not the time axis")
+    # X in reverse time order (Slice step -1 before the node): each direction runs the
+    # other way in time, and Y comes out in reverse order too (a hand-built bidirectional
+    # layer reverses it back before using it).
+    flipped = d.axes[seq_ax] == ("R",)
+    ttok = d.axes[seq_ax]
     if d.axes[bat_ax] not in (("B",), ()):
         raise AxisError(f"{kind} node {node.name!r}: its batch axis {bat_ax} of X {d.describe()} "
                         "holds features or time")
@@ -162,6 +170,10 @@ def _recurrent(ctx, node, ins, a):
     xm = ctx.as_data(d)
     base = clean_name(node.name or kind.lower())
     uses_len = _lengths(ctx, ins[4], base)
+    if uses_len and flipped:
+        raise OnnxConversionError(f"{kind} node {node.name!r}: sequence_lens with an input reversed "
+                                  "in time (Slice step -1) is not supported: the reversal would move "
+                                  "the padding of shorter sequences to their start")
     acts = parse_activations(a, kind, D)
     clip = a.get("clip")
     init_h = _initial(ctx, ins[5], layout, D, H, f"{kind} initial_h")
@@ -176,7 +188,7 @@ def _recurrent(ctx, node, ins, a):
     cell = kind == "LSTM" and len(node.output) > 2 and node.output[2] in ctx.used
     outs_v, sids_h, sids_c = [], [], []
     for k in range(D):
-        rev = direction == "reverse" or k == 1
+        rev = (direction == "reverse" or k == 1) != flipped
         name = base + ("_reverse" if D == 2 and k == 1 else "")
         attrs: dict = {"input_size": I, "hidden_size": H, "reverse": rev}
         peephole = P[k] if P is not None and np.any(P[k] != 0) else None
@@ -224,7 +236,7 @@ def _recurrent(ctx, node, ins, a):
     y = outs_v[0] if D == 1 else ctx.emit("Concat", base + "_concat", outs_v, {"sizes": [width] * D})
     finals = []
     for k in range(D):
-        rev = direction == "reverse" or k == 1
+        rev = (direction == "reverse" or k == 1) != flipped   # the final state sits at step 0
         finals.append(ctx.emit("FirstStep", f"{base}_final{k}", [outs_v[k]], {"size": width})
                       if rev else outs_v[k])
     fin = finals[0] if D == 1 else ctx.emit("Concat", base + "_final", finals, {"sizes": [width] * D})
@@ -234,10 +246,10 @@ def _recurrent(ctx, node, ins, a):
     results = []
     # Y: layout 0 (T, D, B, H); layout 1 (B, T, D, H)
     if layout == 0:
-        y_idx, y_axes = hpos.reshape(1, D, 1, H), [("T",), dtok, btok, htok]
+        y_idx, y_axes = hpos.reshape(1, D, 1, H), [ttok, dtok, btok, htok]
         h_shape, h_axes = (D, 1, H), [dtok, btok, htok]
     else:
-        y_idx, y_axes = hpos.reshape(1, 1, D, H), [btok, ("T",), dtok, htok]
+        y_idx, y_axes = hpos.reshape(1, 1, D, H), [btok, ttok, dtok, htok]
         h_shape, h_axes = (1, D, H), [btok, dtok, htok]
     results.append(OnnxValue(Dyn("data", y, y_idx, y_axes, None)))
     readout = np.full(D * width, READ_LEN if uses_len else READ_LAST, np.int64)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..onnx_fold import INT_BIG, is_sym_array
+from ..onnx_fold import is_sym_array, slice_args, slice_indices
 from ..onnx_graph import READ_ANY, READ_LAST, OnnxConversionError, OnnxValue
 from ..onnx_sym import (HINTS, AxisError, Dim, Dyn, SymError, concrete, dim_of, dims_product,
-                        drop_time, feature_slice, norm_axis, pad, reshape, resolve_reshape_target,
-                        squeeze, take, transpose, unsqueeze)
+                        TOKEN_WORD, drop_time, feature_slice, norm_axis, pad, reshape,
+                        resolve_reshape_target, reverse_time, squeeze, take, transpose, unsqueeze)
 from . import embedding
 from .common import ints, is_val, move, scalar, to_dyn
 from .conv2d import causal_time_pad
@@ -54,18 +54,42 @@ def _is_start(s, dim) -> bool:
         return False
 
 
-def _clamp(v) -> int:
-    v = concrete(v)
-    return max(min(int(v), INT_BIG), -INT_BIG)
+def _is_reverse_start(s, dim) -> bool:
+    """Does start `s` with step -1 clamp to the last element (n - 1) for every n?"""
+    if isinstance(s, Dim):
+        return False
+    s = int(s)
+    if s == -1 or s >= 2 ** 31 - 1:
+        return True
+    try:
+        return s >= concrete(dim) - 1
+    except SymError:
+        return False
+
+
+def _is_reverse_end(e, dim) -> bool:
+    """Does end `e` with step -1 clamp to -1 (through element 0) for every n? (INT_MAX
+    does too, as onnxruntime reads it: see onnx_fold.slice_indices)"""
+    if isinstance(e, Dim):
+        return False
+    e = int(e)
+    if e <= -(2 ** 31) or e in (2 ** 31 - 1, 2 ** 63 - 1):
+        return True
+    try:
+        return e <= -concrete(dim) - 1
+    except SymError:
+        return False
 
 
 def slice_axis(ctx, d: Dyn, ax: int, s, e, st: int) -> Dyn:
     if d.is_feature_axis(ax):
-        n = d.fshape[ax]
-        return feature_slice(d, ax, np.arange(*slice(_clamp(s), _clamp(e), int(st)).indices(n)))
+        return feature_slice(d, ax, slice_indices(d.fshape[ax], s, e, st))
     dim = dim_of(d.axes[ax], d.fshape[ax])
     if st == 1 and _is_start(s, dim) and _is_end(e, dim):
         return d
+    if st == -1 and d.axes[ax] in (("T",), ("R",)) and _is_reverse_start(s, dim) \
+            and _is_reverse_end(e, dim):
+        return reverse_time(d, ax)   # x[::-1] over time, as a hand-built bidirectional layer does
     if d.axes[ax] == ("T",) and st == 1 and _is_end(e, dim):
         t0 = HINTS.get("T")
         if not isinstance(s, Dim) and (int(s) == -1 or (t0 and int(s) == t0 - 1)):
@@ -73,10 +97,15 @@ def slice_axis(ctx, d: Dyn, ax: int, s, e, st: int) -> Dyn:
                 ctx.warnings.append(f"Slice [{s}:] on the time axis taken as the last step "
                                     f"(the file fixes {t0} time steps)")
             return _last_step(ctx, d, ax, True, "Slice")
-    what = "time" if "T" in d.axes[ax] else "batch"
+    what = _axis_word(d.axes[ax])
     raise AxisError(f"Slice [{s}:{e}:{st}] on the {what} axis {ax} {d.describe()}: only the whole "
-                    "axis or (time) the last step can be selected; other ranges would need future "
-                    "or past steps" + (UNROLLED if what == "time" else ""))
+                    "axis, the whole time axis reversed (step -1) or (time) the last step can be "
+                    "selected; other ranges would need future or past steps"
+                    + (UNROLLED if what.startswith("time") else ""))
+
+
+def _axis_word(tokens: tuple) -> str:
+    return " and ".join(TOKEN_WORD[t] for t in tokens if t in TOKEN_WORD) or "feature"
 
 
 UNROLLED = (". A graph that picks single time steps is usually a recurrence unrolled over a fixed "
@@ -92,13 +121,47 @@ def _reshape(ctx, node, ins, a):
 
     def f(d: Dyn) -> Dyn:
         try:
-            target = resolve_reshape_target(d.dims(), shape, allow)
-        except SymError:
-            raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
-                            "fit a variable sequence length/batch size (was the model exported with "
-                            "fixed sizes baked in?)") from None
-        return reshape(d, target)
+            return reshape(d, resolve_reshape_target(d.dims(), shape, allow))
+        except (SymError, AxisError) as e:
+            baked = _baked_length(ctx, node, d, shape, allow)
+            if baked is not None:
+                return baked
+            if not isinstance(e, SymError):
+                raise
+        raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
+                        "fit a variable sequence length/batch size (was the model exported with "
+                        "fixed sizes baked in?)")
     return [move(x, f)]
+
+
+def _baked_length(ctx, node, d: Dyn, shape: list, allow: bool) -> Dyn | None:
+    """A Reshape target with the sequence length written in as a number (torch's dynamo
+    exporter bakes the example's length into e.g. [5, -1, 8], although the input is
+    declared dynamic): if one of its numbers taken as the length T makes the reshape fit
+    with the time axis exactly there, T is that number from now on for this conversion
+    (the verifier then runs the source at that length only, the one onnxruntime accepts).
+    The converted model keeps time symbolic and runs any length."""
+    if HINTS.get("T") is not None or not d.has("T"):
+        return None
+    for k, n in enumerate(shape):
+        if isinstance(n, Dim) or int(n) <= 1:
+            continue
+        target = list(shape)
+        target[k] = Dim(1, 1, 0)            # the number at k read as the sequence length
+        try:
+            out = reshape(d, resolve_reshape_target(d.dims(), target, allow))
+        except (SymError, AxisError):
+            continue
+        if out.axes[k] != ("T",) or sum("T" in t for t in out.axes) != 1:
+            continue
+        HINTS["T"] = int(n)
+        where = f"node {node.name!r}" if node.name else "a Reshape node"
+        ctx.warnings.append(f"{where} (Reshape) has the sequence length {int(n)} written into its "
+                            f"target shape {shape} (baked in at export): taken as the time axis. "
+                            f"The source runs only at {int(n)} steps; the converted model runs any "
+                            "length")
+        return out
+    return None
 
 
 @op("Flatten")
@@ -157,14 +220,11 @@ def _cast(ctx, node, ins, a):
 
 @op("Slice")
 def _slice(ctx, node, ins, a):
-    if ctx.opset < 10:
-        starts, ends = a["starts"], a["ends"]
-        axes = a.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = ints(ins[1], "Slice starts"), ints(ins[2], "Slice ends")
-        axes = ints(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-        steps = ints(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    for k, what in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps")):
+        if ctx.opset >= 10 and len(ins) > k and is_val(ins[k]):
+            raise OnnxConversionError(f"Slice {what} must be constants (they depend on the input "
+                                      "data)")
+    starts, ends, axes, steps = slice_args(ins, a, ctx.opset)
 
     def f(d: Dyn) -> Dyn:
         for s, e, ax, st in zip(starts, ends, axes, steps):
@@ -194,9 +254,10 @@ def _gather(ctx, node, ins, a):
                     ctx.warnings.append(f"Gather index {int(ind)} on the time axis taken as the last "
                                         f"step (the file fixes {t0} time steps)")
                 return _last_step(ctx, d, ax, False, "Gather")
-        what = "time" if "T" in d.axes[ax] else "batch"
+        what = _axis_word(d.axes[ax])
         raise AxisError(f"Gather of index {ind.tolist()} on the {what} axis {ax} {d.describe()}: "
-                        "only the last time step can be selected" + (UNROLLED if what == "time" else ""))
+                        "only the last time step can be selected"
+                        + (UNROLLED if what.startswith("time") else ""))
     return [move(x, f)]
 
 

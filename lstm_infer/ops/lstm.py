@@ -255,7 +255,8 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.n
 def describe(node, out_size: int) -> str:
     a = node.attrs
     return f"LSTM {a['input_size']}->{a['hidden_size']}" + (
-        f" proj {a['proj_size']}" if a.get("proj_size") else "")
+        f" proj {a['proj_size']}" if a.get("proj_size") else "") + (
+        " peephole" if "peephole" in node.weights else "")
 
 
 OPS = (OpDef("LSTM", spec, emit, recurrent=True, matrix_roles=("W_ih", "W_hh", "W_hr"),
