@@ -4,7 +4,8 @@
   served to pair state), keeping recurrent nodes whose state is paired with an input;
 * fold a `Scale` into the `Linear` / `Conv1d` before it (MatMul + Add, Gemm + Mul, Conv +
   BatchNormalization) when that node's value has no other use;
-* merge two consecutive `Scale`s.
+* merge two consecutive `Scale`s;
+* compute only the output positions of a `Conv1d` that its consumers read (conv_trim).
 """
 from __future__ import annotations
 
@@ -99,5 +100,7 @@ def fuse_scales(b: GraphBuilder) -> None:
 
 
 def optimize(b: GraphBuilder, keep_nodes: set[str]) -> None:
+    from .conv_trim import trim_conv_outputs
     prune(b, keep_nodes)
     fuse_scales(b)
+    trim_conv_outputs(b)
