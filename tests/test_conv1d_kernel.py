@@ -1,7 +1,7 @@
-"""The Conv1d kernels (lstm_infer/ops/conv1d.py) against a float64 reference: im2col +
-mat-mat (>= GEMM_MIN_CHANNELS output channels per group) and the direct kernel (fewer),
-over strides, dilations, padding, groups, several im2col tiles, with and without bias,
-in step(), step_many(), run() and streams."""
+"""The Conv1d kernels (lstm_infer/ops/conv1d.py) against a float64 reference: the
+implicit GEMM (>= GEMM_MIN_CHANNELS output channels per group) and the direct kernel
+(fewer), over strides, dilations, padding (windows partly or wholly in the padding),
+groups, several tiles, with and without bias, in step(), step_many(), run() and streams."""
 import numpy as np
 import pytest
 
@@ -34,14 +34,18 @@ CASES = [
     (4, 5, 4, 2, 2, 1, 0, 1, 2),          # direct, groups
     (3, 8, 6, 3, 1, 2, 2, 0, 3),          # direct, depthwise-like, dilation
     (1, 40, 2, 5, 3, 1, 0, 0, 1),         # direct, stride
-    (1, 64, 16, 16, 8, 1, 0, 0, 1),       # im2col: STFT-like (one input channel, long kernel)
-    (9, 7, 8, 3, 1, 1, 1, 1, 1),          # im2col, pad both sides
-    (8, 12, 16, 3, 2, 1, 1, 1, 1),        # im2col, stride 2
-    (6, 20, 24, 3, 1, 3, 3, 2, 3),        # im2col, groups and dilation
-    (5, 50, 12, 4, 1, 2, 5, 4, 1),        # im2col, several tiles, wide padding
-    (4, 3, 8, 5, 1, 1, 4, 4, 1),          # im2col, windows hang over both ends
-    (16, 33, 32, 1, 1, 1, 0, 0, 2),       # im2col, kernel 1, groups
-    (2, 9, 9, 2, 3, 4, 0, 0, 1),          # im2col, stride and dilation, no padding
+    (1, 64, 16, 16, 8, 1, 0, 0, 1),       # gemm: STFT-like (one input channel, long kernel)
+    (9, 7, 8, 3, 1, 1, 1, 1, 1),          # gemm, pad both sides
+    (8, 12, 16, 3, 2, 1, 1, 1, 1),        # gemm, stride 2
+    (6, 20, 24, 3, 1, 3, 3, 2, 3),        # gemm, groups and dilation
+    (5, 50, 12, 4, 1, 2, 5, 4, 1),        # gemm, several tiles, wide padding
+    (4, 3, 8, 5, 1, 1, 4, 4, 1),          # gemm, windows hang over both ends
+    (16, 33, 32, 1, 1, 1, 0, 0, 2),       # gemm, kernel 1, groups
+    (2, 9, 9, 2, 3, 4, 0, 0, 1),          # gemm, stride and dilation, no padding
+    (8, 2, 8, 3, 1, 1, 5, 5, 1),          # gemm, windows wholly in the padding
+    (8, 5, 16, 3, 1, 3, 4, 4, 1),         # gemm, dilated taps skipped at both ends
+    (64, 1, 128, 3, 1, 1, 1, 1, 1),       # gemm, one position: only the middle tap
+    (7, 6, 18, 3, 2, 1, 1, 1, 1),         # gemm, rows not a multiple of 4, 3 positions
 ]
 
 

@@ -84,7 +84,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
 
 @njit(**KERNEL)
 def _valid_range(start, step, n, L):
-    """[lo, hi): the j < n with 0 <= start + j*step < L (step >= 1)."""
+    """[lo, hi): the j < n with 0 <= start + j*step < L (step >= 1); lo may exceed n when
+    there is none (then hi == lo)."""
     lo = 0 if start >= 0 else (-start + step - 1) // step
     last = L - 1 - start
     hi = 0 if last < 0 else min(n, last // step + 1)
@@ -147,15 +148,15 @@ def _gemm_tile(Y, nb, t0, xt, g0, stride, dil, pad, L, C, cg, K, w, p_off, mg, o
     while b < nb:
         nbk = 4 if nb - b >= 4 else (2 if nb - b >= 2 else 1)
         t = t0 + b
-        k_lo = _valid_range((t + nbk - 1) * stride - pad, dil, K, L)[0]
-        k_hi = _valid_range(t * stride - pad, dil, K, L)[1]
+        k_lo = min(K, _valid_range((t + nbk - 1) * stride - pad, dil, K, L)[0])
+        k_hi = min(K, _valid_range(t * stride - pad, dil, K, L)[1])
         xb = t * ts + g0
         o0 = Y[b, o_off:o_off + mg]
         o1 = Y[b + 1 if nbk > 1 else b, o_off:o_off + mg]
         o2 = Y[b + 2 if nbk > 2 else b, o_off:o_off + mg]
         o3 = Y[b + 3 if nbk > 3 else b, o_off:o_off + mg]
         r = k_lo * cg
-        r_hi = k_hi * cg
+        r_hi = max(r, k_hi * cg)
         q = xb + k_lo * ks
         c = 0
         while r + 4 <= r_hi:
