@@ -9,7 +9,7 @@ with the state kept inside the engine (inputs and outputs are paired automatical
 for sequence graphs: `onnx_import._pair_states`; `state=[(IN, OUT)]` still overrides).
 
 `onnx_import.convert_graph` tries this form (`FrameAttempt`) when no axis of the data
-input can be time. The attempt runs the ordinary walk with `Ctx.frame_call` set: the
+input can be time and the graph has a recurrent node. The attempt runs the ordinary walk with `Ctx.frame_call` set: the
 recurrent converter then takes the size-1 sequence axis as the step
 (`onnx_ops/frame_call.py`). Every recurrent state must be paired: a layer that restarts
 from a constant state on every call is not a streaming model.
@@ -28,6 +28,8 @@ from .onnx_inputs import graph_dims
 from .onnx_verify import _err, _feeds, _session, _state_value, reconstruct
 from .onnx_walk import Attempt
 from .report import VerifyReport
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 
 __all__ = ["FrameAttempt", "frame_batch_axes", "try_frame_call", "verify_frames", "is_frame_call"]
 
@@ -69,6 +71,8 @@ def try_frame_call(model, data_vi, fix: dict, state: list, errors: list,
     """(builder, meta, warnings) of the graph read as one frame per call, or None (the
     reasons appended to `errors` as (progress, order, error), like the axis attempts)."""
     from .onnx_sym import AxisError, SymError
+    if not any(n.op_type in RECURRENT_OPS for n in model.graph.node):
+        return None   # nothing carries state from call to call (e.g. an unrolled export)
     for bax in frame_batch_axes(graph_dims(data_vi)):
         att = FrameAttempt(model, data_vi, bax, fix)
         try:

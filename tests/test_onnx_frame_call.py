@@ -161,3 +161,4 @@ def test_sequence_graph_is_not_read_as_frames(tmp_path):
     convert_onnx(model, tmp_path / "s.lstm")
     meta = lstm_infer.load(tmp_path / "s.lstm").provenance["onnx"]
     assert not meta.get("frame_call") and meta["time_axis"] == 0
+
