@@ -76,6 +76,7 @@ class Ctx:
     progress: int = 0                      # nodes converted so far (to rank failed attempts)
     input_ids: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # name -> (base, shape)
     used: set = field(default_factory=set)  # tensor names read by a node or a graph output
+    frame_call: bool = False  # no time axis in the graph: each call is one step (onnx_frames)
     # Converts a nested graph (an If branch) in this context. The importer passes its own
     # graph walker here so that op converters never import the importer back.
     subgraph_walker: Callable[[Ctx, Any], list] | None = None

@@ -11,6 +11,8 @@ How a graph is converted:
    assignments; the first one under which the whole graph is per-step and every
    LSTM/GRU/RNN sees time on its sequence axis wins (assignments that do not fit fail
    with an `AxisError`).
+   When none fits, the graph may take one frame per call with its state in and out
+   (`onnx_frames`).
 3. Every node is converted by its op converter (onnx_ops); constants are folded on the way.
 4. Outputs get their ONNX layout per step; a description of how our per-step outputs map
    onto the ONNX tensors is stored in the file's provenance (`onnx`), which `verify_onnx`
@@ -214,6 +216,11 @@ def convert_graph(model, fix: dict | None = None,
                     f"internal error in the ONNX converter while building the graph's outputs "
                     f"({type(e).__name__}: {e}); this is a bug in lstm-infer, not in the model: "
                     "please report it with the model file")))
+        # no axis can be time: a graph taking one frame per call (state in and out)?
+        from .onnx_frames import try_frame_call
+        res = try_frame_call(model, data_vi, fix, state, errors, _finish)
+        if res is not None:
+            return res
     finally:
         HINTS.clear()
         HINTS.update(saved)
@@ -225,6 +232,13 @@ def convert_graph(model, fix: dict | None = None,
 
 
 # ---- public entry points ------------------------------------------------------------------
+def _verifier(m):
+    """verify_model, or verify_frames for a graph taking one frame per call."""
+    from .onnx_frames import is_frame_call, verify_frames
+    from .onnx_verify import verify_model
+    return verify_frames if is_frame_call(m) else verify_model
+
+
 def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify: bool = True,
                  state: list | None = None, fix: dict | None = None,
                  **options) -> ConversionReport:
@@ -241,18 +255,16 @@ def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify:
     m = lstm_infer.load(path)
     report = ConversionReport(os.fspath(path), m.summary(), warnings=list(warnings))
     if verify:
-        from .onnx_verify import verify_model
-        report.verify = verify_model(m, model, fix=fix, source=src_path or "<onnx model>")
+        report.verify = _verifier(m)(m, model, fix=fix, source=src_path or "<onnx model>")
     return report
 
 
 def verify_onnx(lstm_path: str | os.PathLike, src: Any, inputs: np.ndarray | None = None,
                 fix: dict | None = None, state: list | None = None, **options) -> VerifyReport:
     """Compare a `.lstm` file converted from ONNX with onnxruntime running the source."""
-    from .onnx_verify import verify_model
     import lstm_infer
     m = lstm_infer.load(lstm_path)
     model = load_onnx(src)
-    return verify_model(m, model, inputs=inputs, fix=fix,
+    return _verifier(m)(m, model, inputs=inputs, fix=fix,
                         source=os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<onnx model>",
                         **options)

@@ -6,7 +6,8 @@
   BatchNormalization), or into an `Embedding`'s table (a DequantizeLinear after the
   lookup), when that node's value has no other use;
 * merge two consecutive `Scale`s;
-* give an LSTM whose Y_c is only paired state its plain h output back (`drop_unread_cells`).
+* give an LSTM whose Y_c is only paired state its plain h output back (`drop_unread_cells`);
+* compute only the output positions of a `Conv1d` that its consumers read (conv_trim).
 """
 from __future__ import annotations
 
@@ -189,6 +190,8 @@ def _cut(b: GraphBuilder, cons: dict, v: str, start: int, stop: int) -> None:
 
 
 def optimize(b: GraphBuilder, keep_nodes: set[str]) -> None:
+    from .conv_trim import trim_conv_outputs
     prune(b, keep_nodes)
     drop_unread_cells(b)
     fuse_scales(b)
+    trim_conv_outputs(b)

@@ -124,6 +124,8 @@ def _token_dim(tok):
 
 
 class Attempt:
+    frame_call = False  # onnx_frames.FrameAttempt: the graph is one step per call
+
     def __init__(self, model, data_vi, t_axis, b_axis, fixed: dict, dims: list | None = None):
         self.model, self.data_vi, self.t_axis, self.b_axis, self.fixed = model, data_vi, t_axis, b_axis, fixed
         dims = graph_dims(data_vi) if dims is None else list(dims)  # with inferred feature sizes
@@ -159,6 +161,7 @@ class Attempt:
         ctx.used = {x for n in model.graph.node for x in n.input} | {o.name for o in model.graph.output}
         ctx.int_input = elem_dtype(self.data_vi).kind in "iu"
         ctx.progress = 0
+        ctx.frame_call = self.frame_call
         self._ctx = ctx
         ctx.values[name] = OnnxValue(Dyn("data", name, np.arange(size, dtype=np.int64).reshape(fshape), axes))
         base = 0

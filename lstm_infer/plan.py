@@ -65,6 +65,7 @@ class _Arena:
         self.size = 0
         self.offsets: dict[int, int] = {}
         self._keep: list[np.ndarray] = []
+        self._derived: dict[tuple[int, str], int] = {}
 
     def add(self, arr: np.ndarray) -> int:
         key = id(arr)
@@ -101,6 +102,15 @@ class _Arena:
             return -1
         return self.add_int8(arr) if arr.dtype == np.int8 else self.add(arr)
 
+    def derived(self, src: np.ndarray, key: str, make) -> int:
+        """Offset of `make(src)`, a re-laid-out copy of a weight, made once per arena (the
+        step program and the one-node programs share it)."""
+        k = (id(src), key)
+        if k not in self._derived:
+            self._keep.append(src)
+            self._derived[k] = self.add(make(src))
+        return self._derived[k]
+
     def scale(self, node: Node, role: str) -> int:
         """Offset of the per-column scales of an int8 matrix, -1 for a float matrix."""
         return self.weight(node, f"{role}.scale")
@@ -111,7 +121,7 @@ class _Arena:
 
 class _Emitter:
     """Emits program rows for nodes, allocating scratch (and state) as it goes. Op modules'
-    `emit` functions call: alloc, weight, scale, const, cell_config, add_row."""
+    `emit` functions call: alloc, weight, derived, scale, const, cell_config, add_row."""
 
     def __init__(self, arena: _Arena):
         self.arena = arena
@@ -137,6 +147,11 @@ class _Emitter:
 
     def weight(self, node: Node, role: str) -> int:
         return self.arena.weight(node, role)
+
+    def derived(self, node: Node, role: str, key: str, make) -> int:
+        """Offset of `make(weight)`: a float32 copy of a weight in a layout the op's kernel
+        prefers (e.g. Conv1d's packed matrix), built once per model."""
+        return self.arena.derived(node.weights[role], key, make)
 
     def scale(self, node: Node, role: str) -> int:
         return self.arena.scale(node, role)

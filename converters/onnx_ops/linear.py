@@ -1,5 +1,6 @@
-"""Gemm / MatMul with a constant matrix -> `Linear`; Conv (1-D) -> `Conv1d` (2-D over time
-and frequency: conv2d.py)."""
+"""Gemm / MatMul with a constant matrix -> `Linear`; Conv (1-D) -> `Conv1d`, or `Linear`
+when it is a 1x1 convolution along an axis that holds time or batch (2-D over time and
+frequency: conv2d.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -135,6 +136,10 @@ def _conv(ctx, node, ins, a):
     d = to_dyn(X)
     if d.rank != 3:
         raise OnnxConversionError(f"Conv input has rank {d.rank}, expected 3 (N, C, L)")
+    if not d.is_feature_axis(2) or "F" in d.axes[0]:
+        y = pointwise_conv(ctx, node, d, W, Bc, a)
+        if y is not None:
+            return [OnnxValue(y)]
     if "F" in d.axes[0]:
         raise AxisError(f"Conv input {d.describe()}: its first (batch) axis holds features")
     for k in (1, 2):
@@ -173,3 +178,26 @@ def _conv(ctx, node, ins, a):
     idx = np.arange(n, dtype=np.int64).reshape(M, lout)
     axes = [d.axes[0], ("F",) if M > 1 else (), ("F",) if lout > 1 else ()]
     return [OnnxValue(Dyn("data", v, idx[None], axes, ctx.mixed_readout(xm, n, "Conv")))]
+
+
+def pointwise_conv(ctx, node, d: Dyn, W: np.ndarray, Bc, a) -> Dyn | None:
+    """A Conv whose kernel covers one position (kernel 1, stride 1, no padding) mixes only
+    channels: at every position along its length axis, y[:, t] = W x[:, t] + b, a Linear
+    over the channel axis. So it is per-step even when the length axis holds time (a
+    head `Conv1d(k=1)` after a recurrent layer, as in silero-vad) or batch: convert it as
+    one. Returns None when the Conv is not of that form (the caller explains why not)."""
+    M, Cg, K = W.shape
+    groups = int(a.get("group", 1))
+    strides = [int(s) for s in a.get("strides", [1])]
+    pads = [int(p) for p in a.get("pads", [0, 0])]
+    auto = a.get("auto_pad", "NOTSET")
+    if K != 1 or any(s != 1 for s in strides) or (auto == "NOTSET" and any(pads)):
+        return None
+    if not d.is_feature_axis(1) or Cg * groups != d.fshape[1] or M % groups:
+        return None
+    mg = M // groups
+    dense = np.zeros((Cg * groups, M), np.float64)   # (in, out), block-diagonal over groups
+    for g in range(groups):
+        dense[g * Cg:(g + 1) * Cg, g * mg:(g + 1) * mg] = W[g * mg:(g + 1) * mg, :, 0].T
+    bias = None if Bc is None else np.asarray(Bc, np.float32)
+    return contract(ctx, node, d, 1, dense, bias)

@@ -25,6 +25,7 @@ from ..onnx_fold import is_sym_array
 from ..onnx_graph import READ_LAST, READ_LEN, OnnxConversionError, OnnxValue, clean_name
 from ..onnx_sym import HINTS, AxisError, Dyn
 from .common import is_val
+from .frame_call import per_call, seq_as_time
 from .registry import op
 
 DEFAULT_ACTS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"], "RNN": ["tanh"]}
@@ -153,6 +154,8 @@ def _recurrent(ctx, node, ins, a):
     if d.rank != 3:
         raise OnnxConversionError(f"{kind} input X has rank {d.rank}, expected 3")
     seq_ax, bat_ax = (0, 1) if layout == 0 else (1, 0)
+    if ctx.frame_call:
+        d = seq_as_time(d, seq_ax, f"{kind} node {node.name!r}")
     if d.axes[seq_ax] not in (("T",), ("R",)):
         raise AxisError(f"{kind} node {node.name!r}: its sequence axis {seq_ax} of X {d.describe()} "
                         "is not the time axis")
@@ -188,7 +191,8 @@ def _recurrent(ctx, node, ins, a):
     cell = kind == "LSTM" and len(node.output) > 2 and node.output[2] in ctx.used
     outs_v, sids_h, sids_c = [], [], []
     for k in range(D):
-        rev = (direction == "reverse" or k == 1) != flipped
+        # one step per call with the state passed in: each direction steps forwards
+        rev = ((direction == "reverse" or k == 1) != flipped) and not ctx.frame_call
         name = base + ("_reverse" if D == 2 and k == 1 else "")
         attrs: dict = {"input_size": I, "hidden_size": H, "reverse": rev}
         peephole = P[k] if P is not None and np.any(P[k] != 0) else None
@@ -236,7 +240,8 @@ def _recurrent(ctx, node, ins, a):
     y = outs_v[0] if D == 1 else ctx.emit("Concat", base + "_concat", outs_v, {"sizes": [width] * D})
     finals = []
     for k in range(D):
-        rev = (direction == "reverse" or k == 1) != flipped   # the final state sits at step 0
+        # one step per call with the state passed in: each direction steps forwards
+        rev = ((direction == "reverse" or k == 1) != flipped) and not ctx.frame_call   # final state at step 0
         finals.append(ctx.emit("FirstStep", f"{base}_final{k}", [outs_v[k]], {"size": width})
                       if rev else outs_v[k])
     fin = finals[0] if D == 1 else ctx.emit("Concat", base + "_final", finals, {"sizes": [width] * D})
@@ -264,4 +269,6 @@ def _recurrent(ctx, node, ins, a):
         else:
             results.append(OnnxValue(None, Dyn("ids", "state", ids_c, h_axes),
                                why=f"LSTM node {node.name!r}: Y_c is not an output of this node"))
+    if ctx.frame_call:
+        results = per_call(results)
     return results[:max(len(node.output), 1)]

@@ -75,6 +75,18 @@ def activation(x, out, n, kind, alpha, beta, group):
         for g0 in range(0, n, group):
             _softmax(x[g0:g0 + group], out[g0:g0 + group], group, kind)
         return
+    # relu and sqrt in loops of their own: LLVM vectorises them (the per-element branch
+    # on `kind` in _elementwise stops it); same formulas as there
+    if kind == 1:
+        for j in range(n):
+            v = x[j]
+            out[j] = v if v > 0 else np.float32(0.0)
+        return
+    if kind == 18:
+        for j in range(n):
+            v = x[j]
+            out[j] = math.sqrt(v) if v >= 0 else _NAN
+        return
     for j in range(n):
         out[j] = _elementwise(x[j], kind, alpha, beta)
 

@@ -61,8 +61,24 @@ def step(prog, r, w, st, sc):
     o0 = prog[r, OUT]
     b0 = prog[r, OTHER]
     kind = prog[r, KIND]
-    for j in range(prog[r, SIZE]):
-        sc[o0 + j] = _binary(sc[i0 + j], sc[b0 + j], kind)
+    n = prog[r, SIZE]
+    a = sc[i0:i0 + n]
+    b = sc[b0:b0 + n]
+    o = sc[o0:o0 + n]
+    # add, sub, mul in loops of their own: LLVM vectorises them (a branch on `kind` per
+    # element stops it)
+    if kind == 0:
+        for j in range(n):
+            o[j] = a[j] + b[j]
+    elif kind == 1:
+        for j in range(n):
+            o[j] = a[j] - b[j]
+    elif kind == 2:
+        for j in range(n):
+            o[j] = a[j] * b[j]
+    else:
+        for j in range(n):
+            o[j] = _binary(a[j], b[j], kind)
 
 
 OPS = (OpDef("Add", spec, _emitter("add")), OpDef("Mul", spec, _emitter("mul")),

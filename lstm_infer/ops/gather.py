@@ -25,9 +25,15 @@ def check(attrs: dict, weights: dict, in_sizes: list[int]) -> None:
         raise SpecError(f"index values must be integers in [-1, {n_in})")
 
 
+def _as_int32(index: np.ndarray) -> np.ndarray:
+    """The (validated) float indices as int32 bit patterns in a float32 array: the step
+    reads them through `.view(np.int32)`, with no float-to-int conversion per element."""
+    return np.asarray(index).astype(np.int32).view(np.float32)
+
+
 def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     em.add_row(new_row(OPCODE, {IN: ins[0], OUT: out, OUT_SIZE: node.attrs["out_size"],
-                                INDEX: em.weight(node, "index")}))
+                                INDEX: em.derived(node, "index", "gather.int32", _as_int32)}))
 
 
 @njit(inline="always", **KERNEL)
@@ -35,9 +41,12 @@ def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]
     x0 = prog[r, INDEX]
-    for j in range(prog[r, OUT_SIZE]):
-        k = int(w[x0 + j])
-        sc[o0 + j] = sc[i0 + k] if k >= 0 else np.float32(0.0)
+    n = prog[r, OUT_SIZE]
+    idx = w[x0:x0 + n].view(np.int32)
+    o = sc[o0:o0 + n]
+    for j in range(n):
+        k = idx[j]
+        o[j] = sc[i0 + k] if k >= 0 else np.float32(0.0)
 
 
 OPS = (OpDef("Gather", spec, emit, check=check),)
