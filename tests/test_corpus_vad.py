@@ -49,7 +49,9 @@ def _ort(sess, X, h=None, c=None):
 
 def test_converts_and_verifies(vad):
     m, rep, _ = vad
-    assert rep.verify.ok and rep.verify.max_abs_error <= TOL, rep.verify
+    assert rep.verify.ok and max(rep.verify.run_max_abs.values()) <= TOL, rep.verify
+    # the cell state grows to ~158: its final value is compared relative to that scale
+    assert rep.verify.stream_max_rel["cn (state)"] <= TOL, rep.verify
     assert m.streamable and m.input_size == 576
     meta = m.provenance["onnx"]
     assert {(s["input"], s["output"]) for s in meta["state"]} == {("h", "hn"), ("c", "cn")}
