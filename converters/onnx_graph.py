@@ -67,6 +67,7 @@ class Ctx:
     warnings: list[str] = field(default_factory=list)
     values: dict = field(default_factory=dict)
     lengths_input: str | None = None       # graph input used as sequence_lens
+    extra_data_inputs: list[str] = field(default_factory=list)  # more per-step inputs, in order
     int_input: bool = False                # the data input holds integer token ids
     lengths_nodes: list[str] = field(default_factory=list)
     recurrent_nodes: list[str] = field(default_factory=list)

@@ -166,7 +166,8 @@ def _finish(att: Attempt, manual_state: list) -> tuple[GraphBuilder, dict]:
             fixed_meta[k] = {"value": arr.tolist(), "dtype": str(arr.dtype), "shape": list(arr.shape)}
     from .onnx_optimize import optimize
     optimize(b, {e[0].rsplit(".", 1)[0] for st in state_meta for e in st["elements"]})
-    meta = {"data_input": ctx.input_name, "inputs": inputs_meta, "outputs": outputs_meta,
+    meta = {"data_input": ctx.input_name, "extra_data_inputs": list(ctx.extra_data_inputs),
+            "inputs": inputs_meta, "outputs": outputs_meta,
             "state": state_meta, "lengths_input": ctx.lengths_input, "fixed": fixed_meta,
             "hints": dict(att.hints), "opset": ctx.opset, "producer": model.producer_name}
     return b, meta

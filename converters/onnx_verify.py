@@ -212,12 +212,28 @@ def _err(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return d, d / max(float(np.max(np.abs(ref))), 1e-12)
 
 
-def _feeds(meta, model, X, T, B, lens, fix):
-    feeds = {}
+def _extra_data(meta, T: int, B: int, rng) -> dict[str, np.ndarray]:
+    """Random values for the graph's other per-step data inputs (several inputs per step)."""
+    dims = {i["name"]: i["dims"] for i in meta["inputs"]}
+    return {k: rng.standard_normal(_shape(dims[k], T, B)).astype(np.float32)
+            for k in meta.get("extra_data_inputs", [])}
+
+
+def _ours_all(meta, X, dims, extra: dict) -> np.ndarray:
+    """The engine's input: the data inputs in (B, T, I) layout, side by side in order."""
+    all_dims = {i["name"]: i["dims"] for i in meta["inputs"]}
+    parts = [_to_ours(X, dims)] + [_to_ours(extra[k], all_dims[k]) for k in extra]
+    return parts[0] if len(parts) == 1 else np.ascontiguousarray(np.concatenate(parts, axis=-1))
+
+
+def _feeds(meta, model, X, T, B, lens, fix, extra: dict | None = None):
+    feeds = dict(extra or {})
     fix = dict(fix or {})
     for inp in meta["inputs"]:
         name, dt = inp["name"], np.dtype(inp["dtype"])
-        if name == meta["data_input"]:
+        if name in feeds:
+            feeds[name] = feeds[name].astype(dt)
+        elif name == meta["data_input"]:
             feeds[name] = X.astype(dt)
         elif name == meta.get("lengths_input"):
             feeds[name] = lens.astype(dt)
@@ -327,8 +343,9 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
         if has_len:
             lens = rng.integers(1, Tx + 1, size=Bx)
             lens[0] = Tx
-        ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, lens, fix), X.shape)))
-        Xo = _to_ours(X, dims)
+        extra = _extra_data(meta, Tx, Bx, rng)
+        ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, lens, fix, extra), X.shape)))
+        Xo = _ours_all(meta, X, dims, extra)
         y = m.run(Xo, lengths=lens if has_len else None)
         ys = y if isinstance(y, dict) else {meta["outputs"][0]["name"]: y}
         for entry in meta["outputs"]:
@@ -341,7 +358,7 @@ def verify_model(m, model, inputs=None, fix=None, source: str = "onnx", T: int |
             rep.streamed = False
             continue
         if has_len:
-            ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, full, fix), X.shape)))
+            ref = dict(zip(onames, _ort_run(sess, _feeds(meta, model, X, Tx, Bx, full, fix, extra), X.shape)))
         outs, states = [], []
         for b in range(Xo.shape[0]):
             s = m.stream()

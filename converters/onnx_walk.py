@@ -175,6 +175,13 @@ class Attempt:
             fs = tuple(1 if isinstance(t, str) else t for t in lay)
             ax = [(t,) if isinstance(t, str) else (("F",) if t > 1 else ()) for t in lay]
             n = int(np.prod(fs, dtype=np.int64))
+            if "T" in lay and elem_dtype(vi).kind == "f" and not self.frame_call:
+                # another float input over the same time axis: a second per-step data input
+                # (DeepFilterNet's decoders take the encoder's several outputs)
+                b.add_input(vi.name, n)
+                ctx.extra_data_inputs.append(vi.name)
+                ctx.values[vi.name] = OnnxValue(Dyn("data", vi.name, np.arange(n, dtype=np.int64).reshape(fs), ax))
+                continue
             ids = np.arange(base, base + n, dtype=np.int64).reshape(fs)
             ctx.input_ids[vi.name] = (base, fs)
             base += n
