@@ -74,3 +74,27 @@ def test_time_stride_is_refused(tmp_path):
                         strides=[2, 1])
     with pytest.raises(ConversionError, match="time stride 2"):
         check(model, tmp_path, T=9, B=1)
+
+
+@pytest.mark.parametrize("C,M,K,s,pads,outpad,group", [
+    (4, 4, 3, 2, [1, 1], 1, 4),    # DeepFilterNet's decoder: depthwise, stride 2, output_padding 1
+    (2, 3, 3, 1, [0, 0], 0, 1),
+    (2, 4, 4, 3, [2, 1], 2, 2),    # grouped, pads larger on one side
+])
+def test_conv_transpose_over_frequency(tmp_path, C, M, K, s, pads, outpad, group):
+    F = 7
+    W = rnd(rng, C, M // group, 1, K, scale=0.5)
+    node = helper.make_node("ConvTranspose", ["x", "W", "b"], ["y"], name="convt",
+                            kernel_shape=[1, K], strides=[1, s], pads=[0, pads[0], 0, pads[1]],
+                            output_padding=[0, outpad], group=group)
+    model = make_model([node], [vi("x", [1, C, "T", F])], [vi("y", None)],
+                       [init("W", W), init("b", rnd(rng, M))], opset=13)
+    check(model, tmp_path, T=6, B=1)
+
+
+def test_conv_transpose_1d_over_features(tmp_path):
+    W = rnd(rng, 3, 2, 3, scale=0.5)
+    node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="convt1d", strides=[2],
+                            pads=[1, 0])
+    model = make_model([node], [vi("x", ["T", 3, 5])], [vi("y", None)], [init("W", W)], opset=13)
+    check(model, tmp_path, T=6, B=1)

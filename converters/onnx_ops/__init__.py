@@ -10,7 +10,7 @@ below) and decorate it with `@op("OpType")` from `.registry`.
 """
 from __future__ import annotations
 
-from . import (control, einsum, elementwise, embedding, linear, norm, quantized, recurrent,  # noqa: F401
+from . import (control, conv2d, einsum, elementwise, embedding, linear, norm, quantized, recurrent,  # noqa: F401
                shape, sizes)  # registration
 from .registry import FOLD_ONLY, HANDLERS, SYMBOLIC, op, supported_ops
 
