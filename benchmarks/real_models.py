@@ -3,8 +3,9 @@
     python -m benchmarks.real_models                      # every corpus model
     python -m benchmarks.real_models --models silero_vad --frames 300 --rounds 5
 
-For each model of `corpus.CORPUS`: fetch it, convert it (`convert_onnx`, no verification:
-agreement is measured here), and if the result streams, time one frame per call:
+For each model of `corpus.CORPUS`: fetch it, convert it as a user would (`convert_onnx`,
+verified against onnxruntime; the verifier's max error is recorded), and if the result
+streams, time one frame per call:
 
 - lstm-infer: `stream.step(x)`, the state kept inside the stream;
 - onnxruntime: `session.run` on one frame (the graph's time axis of length 1, or the frame
@@ -137,11 +138,13 @@ def bench_model(cm, frames: int, timing: TimingConfig, workdir: str, log=print) 
     from converters import convert_onnx
     out = os.path.join(workdir, f"{cm.name}.lstm")
     t0 = time.perf_counter()
-    try:
-        convert_onnx(path, out, verify=False)
+    try:  # as a user would: verified against onnxruntime (raises when they disagree)
+        report = convert_onnx(path, out)
     except Exception as e:  # every failure is a row of the report, never a crash of the run
         return {**row, "status": "does not convert", "reason": _first_line(e)}
     row["convert_s"] = time.perf_counter() - t0
+    row["verify_max_abs_error"] = report.verify.max_abs_error
+    row["verify"] = str(report.verify)
     m = lstm_infer.load(out)
     meta = m.provenance["onnx"]
     row.update(input_size=m.input_size, output_size=m.output_size, frame_call=bool(meta.get("frame_call")),

@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LATEST = os.path.join(HERE, "results", "latest.json")
 COMPRESSION = os.path.join(HERE, "results", "compression.json")
+REAL_MODELS = os.path.join(HERE, "results", "real_models.json")
 README = os.path.join(ROOT, "README.md")
 
 class MissingFigure(KeyError):
@@ -305,8 +306,45 @@ def _wrap(text: str, width: int = 92) -> str:
 _UNIT = re.compile(r"(\d) (µs|ms|s|KiB|MiB|MB|models|steps|flags)\b")
 
 
-def blocks(latest: dict, compression: dict | None) -> dict[str, str]:
-    return _blocks(figures(latest, compression), latest)
+def blocks(latest: dict, compression: dict | None, real_models_path: str = REAL_MODELS) -> dict[str, str]:
+    out = _blocks(figures(latest, compression), latest)
+    if real_models_path and os.path.exists(real_models_path):
+        with open(real_models_path) as fh:
+            out["models"] = models_table(json.load(fh))
+    return out
+
+
+def models_table(real: dict) -> str:
+    """README's "Models known to convert" table from benchmarks/results/real_models.json
+    (`python -m benchmarks.real_models`): every corpus model, converted as a user would
+    (verified against onnxruntime), with its per-frame speed against onnxruntime where it
+    streams, or why it does not convert."""
+    from .corpus import BY_NAME
+    lines = ["| model | package | structure | max abs error vs onnxruntime | per frame vs onnxruntime |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in real["rows"]:
+        cm = BY_NAME.get(r["model"])
+        pkg = f"`{cm.requirement}`" if cm else ""
+        structure = r.get("structure", "")
+        if r["status"] in ("unavailable", "does not convert"):
+            reason = r.get("reason", "").replace("|", "/")
+            lines.append(f"| {r['model']} | {pkg} | {structure} | {r['status']}: {reason[:160]} | |")
+            continue
+        error = err(r["verify_max_abs_error"]) if "verify_max_abs_error" in r else ""
+        if r["status"] == "ok":
+            speed = (f"{rx(r['ratios']['median'])} faster (median {t3(r['stats']['lstm-infer']['median'])} "
+                     f"vs {t3(r['stats']['onnxruntime']['median'])} µs)")
+        else:
+            speed = "run() only: " + ("bidirectional, does not stream" if r["status"] == "does not stream"
+                                      else r["status"])
+        lines.append(f"| {r['model']} | {pkg} | {structure} | {error} | {speed} |")
+    env = real["meta"]["environment"]
+    lines += ["", f"From `benchmarks/results/real_models.json` ({real['meta']['started'][:10]}, "
+              f"{env.get('cpu_model')}, 1 thread per engine): per frame, `stream.step(x)` against "
+              "onnxruntime's `session.run` with the state passed in and out; the error is the "
+              "conversion's verification against onnxruntime (relative to an output's scale where "
+              "it exceeds 1)."]
+    return "\n".join(lines)
 
 
 def quoted(latest: dict, compression: dict | None) -> Figures:

@@ -34,7 +34,8 @@ def readme():
 
 def test_readme_blocks_match_recorded_results(results, readme):
     new = summary.blocks(*results)
-    assert set(new) == {"why", "table", "standing", "deploying"}
+    # "models" (the corpus table) comes from real_models.json when it has been recorded
+    assert set(new) - {"models"} == {"why", "table", "standing", "deploying"}
     assert summary.render_readme(readme, new) == readme, (
         "README.md quotes figures that differ from benchmarks/results/*.json: run "
         "`python -m benchmarks.summary --write-readme`")
