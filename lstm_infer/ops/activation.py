@@ -52,7 +52,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         GROUP: a.get("axis_size", a["size"])}))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

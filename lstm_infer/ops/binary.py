@@ -55,7 +55,7 @@ def _binary(a, b, kind):
     return a ** b if a > 0 or b == math.floor(b) else np.float32(np.nan)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

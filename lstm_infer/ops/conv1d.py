@@ -273,7 +273,7 @@ def conv1d(x, out, w, C, L, M, K, stride, dil, pad, groups, L_out, w_off, b_off)
             out[m * L_out + t] = acc
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

@@ -52,7 +52,7 @@ def valid_id(v, V) -> bool:
     return v >= 0 and v < V and v == np.floor(v)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

@@ -36,7 +36,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
                                 INDEX: em.derived(node, "index", "gather.int32", _as_int32)}))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

@@ -30,7 +30,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
                                 DILATION: a.get("dilation", 1), PAST: state["past"]}))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     F = prog[r, SIZE]
     K = prog[r, FRAMES]

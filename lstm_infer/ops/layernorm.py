@@ -30,7 +30,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         WEIGHT: em.weight(node, "weight"), BIAS: em.weight(node, "bias"), ROWS: a.get("rows", 1)}))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

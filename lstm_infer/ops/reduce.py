@@ -45,7 +45,7 @@ def reduce(x, out, kind, outer, axis, inner):
             out[o * inner + i] = acc
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]

@@ -21,7 +21,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
                                 SCALE: em.weight(node, "scale"), SHIFT: em.weight(node, "shift")}))
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def step(prog, r, w, st, sc):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]
