@@ -334,6 +334,8 @@ def models_table(real: dict) -> str:
         if r["status"] == "ok":
             speed = (f"{rx(r['ratios']['median'])} faster (median {t3(r['stats']['lstm-infer']['median'])} "
                      f"vs {t3(r['stats']['onnxruntime']['median'])} µs)")
+        elif r["status"] == "streams":
+            speed = "streams; no per-frame onnxruntime form (state inside the graph)"
         else:
             speed = "run() only: " + ("bidirectional, does not stream" if r["status"] == "does not stream"
                                       else r["status"])
