@@ -40,6 +40,7 @@ from .onnx_inputs import (axis_candidates, choose_data_input, elem_dtype, graph_
                           load_onnx, opset_of, parse_fix_value)
 from .onnx_quant import fold_dynamic_matmuls
 from .onnx_sym import HINTS, AxisError, Dyn, SymError, is_time_reversed
+from .onnx_ops.shape import UNROLLED
 from .onnx_walk import CONSTANT_ONLY_OPS, SUPPORTED_OPS, Attempt
 from .report import ConversionReport, VerifyReport
 
@@ -173,6 +174,20 @@ def _finish(att: Attempt, manual_state: list) -> tuple[GraphBuilder, dict]:
     return b, meta
 
 
+def _refuse_unrolled(dims: list, t: int, errors: list) -> None:
+    """A layout that reads a fixed size-1 axis as time only 'works' for an unrolled recurrence
+    by taking its whole fixed window as one step (torch's dynamo export of nn.RNN: input
+    [1, 37, 5] became one step of 185 features): when a layout with time on a longer axis
+    failed because the graph picks single time steps, refuse with that reason instead."""
+    if not (isinstance(dims[t], int) and dims[t] == 1):
+        return
+    for _, _, e in errors:
+        if UNROLLED in str(e):
+            raise ConversionError(f"{e}. (The only axis layout that converts reads the fixed "
+                                  "size-1 axis as time, i.e. the whole window as one step, which "
+                                  "would not be a streaming model of this recurrence.)")
+
+
 def convert_graph(model, fix: dict | None = None,
                   state: list | None = None) -> tuple[GraphBuilder, dict, list[str]]:
     """Convert an ONNX ModelProto; returns (GraphBuilder, onnx metadata, warnings)."""
@@ -198,6 +213,7 @@ def convert_graph(model, fix: dict | None = None,
             att = Attempt(model, data_vi, t, bax, fix, dims)
             try:
                 att.run()
+                _refuse_unrolled(dims, t, errors)
                 b, meta = _finish(att, state)
                 meta["time_axis"], meta["batch_axis"] = t, bax
                 if meta["hints"].get("T") is None and HINTS.get("T") is not None:
