@@ -8,9 +8,8 @@ from .errors import NotStreamableError
 from .fileformat import read_model
 from .graph import Graph, parse_graph
 from .inputs import ON_NONFINITE, Output, as_float32, pack_inputs, shape_error
-from .kernels.interpreter import step_sequence
-from .ops import OPS
-from .plan import NodeProgram, Plan, build_plan
+from .plan import Plan, build_plan
+from .sequence import run_graph
 from .stream import Stream, StreamPool
 from .summary import format_summary
 
@@ -146,13 +145,7 @@ class Model:
         B = X.shape[0] if batched else 1
         lens = _check_lengths(lengths, B, T)
         xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
-        values, pos = {}, 0
-        for name, n in self.graph.inputs:
-            values[name] = xt if n == I else np.ascontiguousarray(xt[..., pos:pos + n])
-            pos += n
-        for node in self.graph.nodes:
-            values[node.outputs[0]] = _run_node(self.plan, node, [values[v] for v in node.inputs], lens)
-        y = np.concatenate([values[name] for name, _ in self.graph.outputs], axis=-1)
+        y = run_graph(self.plan, self.graph, xt, lens)
         y = y.transpose(1, 0, 2) if batched else y[:, 0, :]
         return self._split(np.ascontiguousarray(y))
 
@@ -186,43 +179,3 @@ def _check_lengths(lengths, B: int, T: int) -> np.ndarray:
     if (arr < 0).any() or (arr > T).any():
         raise ValueError(f"lengths must lie in [0, {T}], got {arr.tolist()}")
     return arr.astype(np.int64)
-
-
-def _run_node(plan: Plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """One node over a whole (T, B, F) sequence: the op's sequence kernel where it has one
-    (and float weights), else its one-node step program."""
-    op = OPS[node.op]
-    if op.run_sequence is not None and not node.quantized:
-        return op.run_sequence(plan, node, ins, lengths)
-    return _run_node_program(plan.node_programs[node.name], plan.arena, node, ins, lengths)
-
-
-def _run_node_program(npg: NodeProgram, arena: np.ndarray, node, ins: list[np.ndarray],
-                      lengths: np.ndarray) -> np.ndarray:
-    """A node through its one-node step program: every (t, b) row for per-step ops; for a
-    recurrent node each sequence in time order (backwards if `reverse`), from the initial
-    state. This is how a new op runs in run() before it has a sequence kernel."""
-    x = ins[0]
-    T, B, _ = x.shape
-    out_size = int(npg.prog[0, 4])
-    S = int(npg.prog[0, 5])
-    if node.is_recurrent:
-        mem = np.zeros((1, S + npg.scratch_size), np.float32)
-        out = np.zeros((T, B, out_size), np.float32)
-        rev = bool(node.attrs.get("reverse"))
-        for b in range(B):
-            L = int(lengths[b])
-            if L == 0:
-                continue
-            xs = x[:L, b]
-            xs = np.ascontiguousarray(xs[::-1] if rev else xs)
-            ys = np.empty((L, out_size), np.float32)
-            mem[0, :S] = npg.init_state
-            step_sequence(npg.prog, arena, mem, xs, ys, False)
-            out[:L, b] = ys[::-1] if rev else ys
-        return out
-    xs = np.concatenate(ins, axis=-1) if len(ins) > 1 else x
-    xs = np.ascontiguousarray(xs.reshape(T * B, -1))
-    ys = np.empty((T * B, out_size), np.float32)
-    step_sequence(npg.prog, arena, np.zeros((1, S + npg.scratch_size), np.float32), xs, ys, False)
-    return ys.reshape(T, B, out_size)

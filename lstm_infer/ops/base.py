@@ -42,7 +42,9 @@ class OpDef:
     recurrent: bool = False    # owns state carried across steps; may run `reverse`
     matrix_roles: tuple[str, ...] = ()  # weight matrices that may be stored int8
     sequence_only: bool = False  # reads other time steps: whole sequences only (no stream)
-    run_sequence: Optional[Callable] = None  # (plan, node, ins, lengths) -> (T, B, O)
+    # whole sequences: (plan, node, ins, lengths) -> (T, B, O); a recurrent op's also takes
+    # `state` (slot -> (B, size) arrays to start from, updated in place to the final state)
+    run_sequence: Optional[Callable] = None
     describe: Optional[Callable[[Any, int], str]] = None  # (node, output size) -> summary
     check: Optional[Callable[[dict, dict, list], None]] = None  # (attrs, weights, in sizes)
     # a tiny instance for `lstm-infer compile` (precompile.py): rng -> (attrs, weights)

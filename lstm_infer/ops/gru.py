@@ -15,7 +15,7 @@ from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import matmat_acc, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length, initial
+from .recurrent import CFG_SIZE, check_options, full_length
 
 OPCODE = 3
 # Row fields after IN, OUT. LBR: linear_before_reset; GX, GH, RH, ACC: scratch.
@@ -153,8 +153,9 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
-    """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh."""
+def gru_sequence(gx, w_hh, b_hh, has_bhh, hs, lbr, reverse, lengths, cfg, out):
+    """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh; hs (B, H)
+    the state each sequence starts from, updated in place to its state after its last step."""
     T, B, G = gx.shape
     H = G // 3
     # gru_step reads W_hh and b_hh from one flat array: pack them [W_hh | b_hh].
@@ -167,9 +168,6 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
     rh = np.empty(H, np.float32)
     acc = np.empty(G, np.float32)
     if B > 1 and lbr and full_length(lengths, T):
-        hs = np.empty((B, H), np.float32)
-        for b in range(B):
-            hs[b] = h0
         ghb = np.empty((B, G), np.float32)
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -181,7 +179,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
             out[t] = hs
         return
     for b in range(B):
-        h = h0.copy()
+        h = hs[b]
         L = lengths[b]
         for s in range(L):
             t = L - 1 - s if reverse else s
@@ -192,8 +190,10 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, h0, lbr, reverse, lengths, cfg, out):
                 out[t, b, j] = h[j]
 
 
-def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """Whole sequences: one input projection for all steps, then the recurrence."""
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
+                 state: dict) -> np.ndarray:
+    """Whole sequences: one input projection for all steps, then the recurrence, from
+    `state` (slot -> (B, size), model.initial_state), updated in place."""
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
@@ -202,7 +202,7 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.n
     bhh = w.get("b_hh")
     gru_sequence(project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
                  np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
-                 bhh is not None, initial(node, "h0", H),
+                 bhh is not None, state["h"],
                  bool(a.get("linear_before_reset", True)), bool(a.get("reverse")), lengths,
                  plan.cfg[node.name], out)
     return out

@@ -54,17 +54,23 @@ def step(prog, r, w, st, sc):
         newest[j] = x[j]
 
 
-def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """All steps at once: the input padded with (K-1)*D zero frames in front, K shifted views
-    side by side; steps past a sequence's length are zero, as for the recurrent ops."""
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
+                 state: dict) -> np.ndarray:
+    """All steps at once: the input behind its L = (K-1)*D past frames (`state["past"]`,
+    (B, L*F), zeros at the start; updated in place to the last L frames of each sequence),
+    K shifted views side by side; steps past a sequence's length are zero, as for the
+    recurrent ops."""
     x = ins[0]
     T, B, F = x.shape
     K, D = node.attrs["frames"], node.attrs.get("dilation", 1)
     L = (K - 1) * D
-    xp = np.concatenate([np.zeros((L, B, F), np.float32), x], axis=0)
+    past = state["past"]
+    xp = np.concatenate([past.reshape(B, L, F).transpose(1, 0, 2), x], axis=0)
     out = np.concatenate([xp[i * D:i * D + T] for i in range(K)], axis=-1)
     for b in range(B):
-        out[lengths[b]:, b] = 0.0
+        n = int(lengths[b])
+        out[n:, b] = 0.0
+        past[b] = xp[n:n + L, b].reshape(-1)
     return np.ascontiguousarray(out)
 
 

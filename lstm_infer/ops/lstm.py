@@ -16,7 +16,7 @@ from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import matmat_acc, matvec_acc, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length, initial
+from .recurrent import CFG_SIZE, check_options, full_length
 
 OPCODE = 2
 # Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
@@ -180,9 +180,10 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
+def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out):
     """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R),
-    or (T, B, R + H) to also output the cell state after h."""
+    or (T, B, R + H) to also output the cell state after h. hs (B, R), cs (B, H): the state
+    each sequence starts from, updated in place to its state after its last step."""
     T, B, G = gx.shape
     H = G // 4
     R = w_hh.shape[0]
@@ -190,11 +191,6 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
     whh = w_hh.ravel()
     whr = w_hr.ravel()
     if B > 1 and full_length(lengths, T):
-        hs = np.empty((B, R), np.float32)
-        cs = np.empty((B, H), np.float32)
-        for b in range(B):
-            hs[b] = h0
-            cs[b] = c0
         gb = np.empty((B, G), np.float32)
         hf = np.empty((B, H), np.float32)
         for s in range(T):
@@ -216,8 +212,8 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
     gates = np.empty(G, np.float32)
     hfull = np.empty(H, np.float32)
     for b in range(B):
-        h = h0.copy()
-        c = c0.copy()
+        h = hs[b]
+        c = cs[b]
         L = lengths[b]
         for s in range(L):
             t = L - 1 - s if reverse else s
@@ -237,8 +233,10 @@ def lstm_sequence(gx, w_hh, w_hr, h0, c0, reverse, lengths, cfg, peep, out):
                     out[t, b, R + j] = c[j]
 
 
-def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """Whole sequences: one input projection for all steps, then the recurrence."""
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
+                 state: dict) -> np.ndarray:
+    """Whole sequences: one input projection for all steps, then the recurrence. `state`
+    (slot -> (B, size)) is the state to start from, updated in place (model.initial_state)."""
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
@@ -247,8 +245,8 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.n
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
     lstm_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
-                  initial(node, "h0", P or H), initial(node, "c0", H), bool(a.get("reverse")),
-                  lengths, plan.cfg[node.name], np.ascontiguousarray(peep), out)
+                  state["h"], state["c"], bool(a.get("reverse")), lengths, plan.cfg[node.name],
+                  np.ascontiguousarray(peep), out)
     return out
 
 

@@ -66,12 +66,6 @@ def cell_config(node) -> np.ndarray:
     return cfg
 
 
-def initial(node, role: str, n: int) -> np.ndarray:
-    """A node's initial state vector (weight `role`, e.g. h0), zeros when absent."""
-    init = node.weights.get(role)
-    return np.zeros(n, np.float32) if init is None else np.ascontiguousarray(init)
-
-
 @njit(**KERNEL)
 def full_length(lengths, T):
     """True when no sequence of the batch is shorter than T (the batched loops apply)."""

@@ -13,7 +13,7 @@ from ..kernels.activations import clipv, fast_tanh, gate_act
 from ..kernels.linalg import matmat_acc, matvec_acc, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length, initial
+from .recurrent import CFG_SIZE, check_options, full_length
 
 OPCODE = 4
 # Row fields after IN, OUT; ACC: scratch for int8 accumulators.
@@ -96,16 +96,14 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
-    """gx (T, B, H) = x W_ih + bias; h = f(gx + h W_hh)."""
+def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out):
+    """gx (T, B, H) = x W_ih + bias; h = f(gx + h W_hh); hs (B, H) the state each sequence
+    starts from, updated in place to its state after its last step."""
     T, B, H = gx.shape
     whh = w_hh.ravel()
     acc = np.empty(H, np.float32)
     y = np.empty(H, np.float32)
     if B > 1 and full_length(lengths, T):
-        hs = np.empty((B, H), np.float32)
-        for b in range(B):
-            hs[b] = h0
         ab = np.empty((B, H), np.float32)
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -116,7 +114,7 @@ def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
             out[t] = hs
         return
     for b in range(B):
-        h = h0.copy()
+        h = hs[b]
         L = lengths[b]
         for s in range(L):
             t = L - 1 - s if reverse else s
@@ -128,14 +126,17 @@ def rnn_sequence(gx, w_hh, h0, reverse, lengths, cfg, out):
                 out[t, b, j] = y[j]
 
 
-def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
-    """Whole sequences: one input projection for all steps, then the recurrence."""
+def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
+                 state: dict) -> np.ndarray:
+    """Whole sequences: one input projection for all steps, then the recurrence, from
+    `state` (slot -> (B, size), model.initial_state), updated in place."""
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
-    rnn_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], initial(node, "h0", H),
+    rnn_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"],
+                 state["h"],
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out
 
