@@ -56,21 +56,46 @@ def _targets(row: dict) -> str:
     return "<br>".join(f"{'PASS' if t['pass'] else '**FAIL**'} {t['name']} ({t['detail']})" for t in ts)
 
 
-def _timed_table(section: dict, keys: list[tuple[str, callable]], extra=None) -> list[str]:
+def _timed_table(section: dict, keys: list[tuple[str, callable]], extra=()) -> list[str]:
+    """extra: (heading, row -> cell) columns after the engines' times."""
     engines = section["engines"]
-    head = [k for k, _ in keys] + [_label(e) for e in engines] + ([extra[0]] if extra else []) + ["targets"]
+    head = [k for k, _ in keys] + [_label(e) for e in engines] + [h for h, _ in extra] + ["targets"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in section["rows"]:
         cells = [fn(row) for _, fn in keys]
         if "stats" not in row:
             cells += ["not timed: agreement check failed"] + [""] * (len(engines) - 1)
-            cells += [""] if extra else []
+            cells += [""] * len(extra)
         else:
             cells += [_cell(row, e) for e in engines]
-            cells += [extra[1](row)] if extra else []
+            cells += [fn(row) for _, fn in extra]
         cells.append(_targets(row))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+EFFICIENCY_HEAD = "lstm-infer GFLOP/s, GB/s (% of peak)"
+
+
+def _efficiency(peak: dict | None, per_call: callable):
+    """A column: lstm-infer's median as achieved GFLOP/s and weight GB/s, each with its
+    share of the machine's measured peak (benchmarks/peak.py): FMA peak for FLOPs; the L2
+    read rate for weights up to 1 MB, the DRAM copy rate beyond. per_call(row) -> (steps of
+    one sequence per timed unit, sequences sharing each weight read)."""
+    from .peak import model_work
+
+    def cell(row: dict) -> str:
+        if not peak:
+            return "-"
+        flops, wbytes = model_work(row["model"])
+        steps, share = per_call(row)
+        t = row["stats"]["lstm-infer"]["median"] * 1e-6  # seconds per timed unit
+        gf = flops * steps / t / 1e9
+        gb = wbytes * steps / share / t / 1e9
+        ref = peak["l2_read_gbs"] if wbytes <= (1 << 20) else peak["copy_gbs"]
+        return (f"{_f(gf)} ({100 * gf / peak['fma_gflops']:.0f}%), "
+                f"{_f(gb)} ({100 * gb / ref:.0f}% {'L2' if wbytes <= (1 << 20) else 'DRAM'})")
+    return EFFICIENCY_HEAD, cell
 
 
 def _model(row: dict) -> str:
@@ -144,18 +169,27 @@ def markdown(res: dict) -> str:
             f"largest pairwise difference {worst:.2g}).", ""]
     out += _target_summary(res)
     S = res["sections"]
+    pk = meta.get("peak")
+    if pk:
+        out += [f"Machine peak, 1 thread ({pk['method']}): {_f(pk['fma_gflops'])} GFLOP/s FMA, "
+                f"{_f(pk['l2_read_gbs'])} GB/s read from L2, {_f(pk['copy_gbs'])} GB/s DRAM copy. "
+                "Each table's efficiency column counts the matrices' multiply-adds and their fp32 "
+                "bytes, every matrix read once per step (per call for many streams; once per "
+                "step for all B sequences of a batch).", ""]
 
     if "per_step" in S:
         out += ["## Per-step latency from Python (µs per step)", "",
                 "lstm-infer `stream.step(x)`; onnxruntime `session.run` with the state passed in and "
                 "out; PyTorch `nn.LSTMCell`/`nn.GRUCell` per layer + `nn.Linear`; PyTorch "
                 "`nn.LSTM`/`nn.GRU` fed one step (state passed back in).", ""]
-        out += _timed_table(S["per_step"], [("model", _model)]) + [""]
+        out += _timed_table(S["per_step"], [("model", _model)],
+                            [_efficiency(pk, lambda r: (1, 1))]) + [""]
     if "chunk" in S:
         out += ["## Per-step cost inside a chunk (µs per step)", "",
                 "lstm-infer `stream.step_many(X)`; onnxruntime's sequence node on the same chunk "
                 "(state in/out); PyTorch `nn.LSTM`/`nn.GRU` on the chunk. Chunk time / chunk length.", ""]
-        out += _timed_table(S["chunk"], [("model", _model), ("chunk", lambda r: str(r["chunk"]))]) + [""]
+        out += _timed_table(S["chunk"], [("model", _model), ("chunk", lambda r: str(r["chunk"]))],
+                            [_efficiency(pk, lambda r: (1, 1))]) + [""]
     if "throughput" in S:
         sec = S["throughput"]
         out += ["## Whole-sequence throughput (µs per sequence step)", "",
@@ -164,14 +198,16 @@ def markdown(res: dict) -> str:
         out += _timed_table(sec, [("model", _model), ("T", lambda r: str(r["T"]) + (
             f" (of {r['T_requested']})" if r["T"] != r["T_requested"] else "")),
                                   ("B", lambda r: str(r["batch"]))],
-                            extra=("lstm-infer steps/s", lambda r: _f(r["steps_per_s"]["lstm-infer"]))) + [""]
+                            [("lstm-infer steps/s", lambda r: _f(r["steps_per_s"]["lstm-infer"])),
+                             _efficiency(pk, lambda r: (1, r["batch"]))]) + [""]
     if "streams" in S:
         out += ["## Many streams: one step of n streams (µs per call)", "",
                 "lstm-infer `model.streams(n).step(X)`; onnxruntime with batch n (state in/out); "
                 "PyTorch cells on a batch of n.", ""]
         out += _timed_table(S["streams"], [("model", _model), ("n", lambda r: str(r["streams"]))],
-                            extra=("lstm-infer µs per stream-step",
-                                   lambda r: _f(r["us_per_stream_step"]["lstm-infer"]))) + [""]
+                            [("lstm-infer µs per stream-step",
+                              lambda r: _f(r["us_per_stream_step"]["lstm-infer"])),
+                             _efficiency(pk, lambda r: (r["streams"], r["streams"]))]) + [""]
     if "startup" in S:
         sec = S["startup"]
         out += [f"## Start-up: fresh process to first output ({sec['model']['label']})", "",

@@ -575,6 +575,10 @@ def run_suite(cfg: SuiteConfig, log=print) -> dict:
                                      "tensors for PyTorch); outputs left as each engine returns them",
                            "agreement_tolerance": AGREE_TOL, "level": LEVEL}},
               "config": _jsonable(cfg), "sections": {}}
+    from . import peak
+    result["meta"]["peak"] = peak.measure()
+    log("peak: " + ", ".join(f"{k} {v:.1f}" for k, v in result["meta"]["peak"].items()
+                             if isinstance(v, float)))
     with tempfile.TemporaryDirectory(prefix="lstm-infer-bench-") as d:
         suite = Suite(cfg, d, log)
         for name in SECTIONS:

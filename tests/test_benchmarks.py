@@ -16,6 +16,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import report  # noqa: E402
+from benchmarks import peak  # noqa: E402
 from benchmarks.run import SECTIONS, run_suite, smoke_config  # noqa: E402
 
 
@@ -74,3 +75,17 @@ def test_report_files(result, tmp_path):
     assert "BLAS 1 thread" not in md and "numpy's BLAS" not in md
     assert "matmat_acc" in md
     assert str(tmp_path / "smoke.md") in paths
+
+
+def test_efficiency_against_measured_peak(result):
+    """Every timed row can be read against the machine's limits (issue 10): the suite measures
+    the FMA peak and bandwidths once, and each table gets an efficiency column from them."""
+    pk = result["meta"]["peak"]
+    assert pk["fma_gflops"] > 1 and pk["l2_read_gbs"] > 1 and pk["copy_gbs"] > 0.1
+    md = report.markdown(result)
+    assert md.count(report.EFFICIENCY_HEAD) == 4  # per step, chunk, throughput, streams
+    row = result["sections"]["per_step"]["rows"][0]
+    head, cell = report._efficiency(pk, lambda r: (1, 1))
+    flops, _ = peak.model_work(row["model"])
+    gf = flops / (row["stats"]["lstm-infer"]["median"] * 1e-6) / 1e9
+    assert cell(row).startswith(report._f(gf) + " (")
