@@ -55,6 +55,9 @@ class Plan:
     output_slices: list[tuple[str, int, int]]  # (label, start, stop) inside the output vector
     node_programs: dict[str, NodeProgram] = field(default_factory=dict)
     cfg: dict[str, np.ndarray] = field(default_factory=dict)  # recurrent node -> config view
+    # node -> index of its (first) row in `prog`: sequence kernels read the same fields
+    # (e.g. a packed copy of W_hh in `arena`) as the step kernels
+    node_rows: dict[str, int] = field(default_factory=dict)
 
 
 class _Arena:
@@ -216,7 +219,9 @@ def build_plan(graph: Graph) -> Plan:
     for name, n in graph.inputs:
         slot[name] = pos
         pos += n
+    node_rows = {}
     for node in graph.nodes:
+        node_rows[node.name] = len(em.rows) + 1  # row 0 is the header
         slot[node.outputs[0]] = em.emit(node, [slot[v] for v in node.inputs])
     # Graph outputs are gathered into one contiguous output slot (COPY rows).
     out_total = sum(n for _, n in graph.outputs)
@@ -248,4 +253,4 @@ def build_plan(graph: Graph) -> Plan:
         init[off:off + arr.size] = arr
     cfg = {name: w[off:off + CFG_SIZE] for name, off in em.cfg_offsets.items()}
     return Plan(prog, w, init, em.state_slots, max(em.scratch, 1), in_size, out_total,
-                output_slices, node_programs, cfg)
+                output_slices, node_programs, cfg, node_rows)

@@ -12,15 +12,17 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, mv, set_bias
+from ..kernels.linalg import matvec_packed, matmat_acc, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length
+from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 3
 # Row fields after IN, OUT. LBR: linear_before_reset; GX, GH, RH, ACC: scratch.
+# W_HH_PACKED: W_hh packed by linalg.pack_panels for the one-sequence mat-vec (-1 for int8
+# and for the reset-before form, whose mat-vec is split by columns).
 (IN_SIZE, HIDDEN, LBR, W_IH, W_HH, B_IH, B_HH, STATE_H, GX, GH, RH, CFG, W_IH_SCALE,
- W_HH_SCALE, ACC) = range(3, 18)
+ W_HH_SCALE, ACC, W_HH_PACKED) = range(3, 19)
 
 
 def spec(a: dict) -> Signature:
@@ -42,7 +44,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         W_HH: em.weight(node, "W_hh"), B_IH: em.weight(node, "b_ih"), B_HH: em.weight(node, "b_hh"),
         STATE_H: state["h"], GX: em.alloc(3 * H), GH: em.alloc(3 * H), RH: em.alloc(H),
         CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
-        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(3 * H)}))
+        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(3 * H),
+        W_HH_PACKED: packed_copy(em, node, "W_hh") if a.get("linear_before_reset", True) else -1}))
 
 
 @njit(**KERNEL)
@@ -81,11 +84,15 @@ def gru_pointwise(gx, gh, h, H, lbr, cfg):
 
 
 @njit(**KERNEL)
-def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc):
-    """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H)."""
+def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc, whh_p):
+    """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H).
+    whh_p >= 0: W_hh packed (linalg.pack_panels) at w[whh_p:], read instead of w[whh_off:]."""
     if lbr:
         set_bias(gh, w, bhh_off, 3 * H)
-        mv(gh, h, w, whh_off, whh_s, H, 3 * H, 0, 3 * H, acc)
+        if whh_p >= 0:
+            matvec_packed(gh, h, w, whh_p, H, 3 * H)
+        else:
+            mv(gh, h, w, whh_off, whh_s, H, 3 * H, 0, 3 * H, acc)
     else:
         # r and z need h W_h{r,z}; n needs (r*h) W_hn, so compute the first 2H columns,
         # then r, then the last H columns from r*h. W_hh rows are (H, 3H).
@@ -118,7 +125,7 @@ def step(prog, r, w, st, sc):
     set_bias(gx, w, prog[r, B_IH], 3 * H)
     mv(gx, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 3 * H, 0, 3 * H, acc)
     gru_step(gx, gh, rh, h, H, w, prog[r, W_HH], prog[r, B_HH], prog[r, LBR], cfg,
-             prog[r, W_HH_SCALE], acc)
+             prog[r, W_HH_SCALE], acc, prog[r, W_HH_PACKED])
     out = sc[o0:o0 + H]
     for j in range(H):
         out[j] = h[j]
@@ -153,16 +160,12 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def gru_sequence(gx, w_hh, b_hh, has_bhh, hs, lbr, reverse, lengths, cfg, out):
-    """gx (T, B, 3H) = x W_ih + b_ih; w_hh (H, 3H); b_hh (3H) used when has_bhh; hs (B, H)
-    the state each sequence starts from, updated in place to its state after its last step."""
+def gru_sequence(gx, w, whh_off, bhh_off, whh_p, hs, lbr, reverse, lengths, cfg, out):
+    """gx (T, B, 3H) = x W_ih + b_ih; W_hh (H, 3H) at w[whh_off:] (packed at w[whh_p:] when
+    whh_p >= 0), b_hh at w[bhh_off:] (-1: none), as the step kernel reads them; hs (B, H) the
+    state each sequence starts from, updated in place to its state after its last step."""
     T, B, G = gx.shape
     H = G // 3
-    # gru_step reads W_hh and b_hh from one flat array: pack them [W_hh | b_hh].
-    w = np.empty(H * G + G, np.float32)
-    w[:H * G] = w_hh.ravel()
-    w[H * G:] = b_hh
-    bhh_off = H * G if has_bhh else -1
     g = np.empty(G, np.float32)
     gh = np.empty(G, np.float32)
     rh = np.empty(H, np.float32)
@@ -173,7 +176,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, hs, lbr, reverse, lengths, cfg, out):
             t = T - 1 - s if reverse else s
             for b in range(B):
                 set_bias(ghb[b], w, bhh_off, G)
-            matmat_acc(ghb, 0, hs, 0, w, 0, H, G)
+            matmat_acc(ghb, 0, hs, 0, w, whh_off, H, G)
             for b in range(B):
                 gru_pointwise(gx[t, b], ghb[b], hs[b], H, lbr, cfg)
             out[t] = hs
@@ -185,7 +188,7 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, hs, lbr, reverse, lengths, cfg, out):
             t = L - 1 - s if reverse else s
             for j in range(G):
                 g[j] = gx[t, b, j]
-            gru_step(g, gh, rh, h, H, w, 0, bhh_off, lbr, cfg, -1, acc)
+            gru_step(g, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, -1, acc, whh_p)
             for j in range(H):
                 out[t, b, j] = h[j]
 
@@ -193,18 +196,17 @@ def gru_sequence(gx, w_hh, b_hh, has_bhh, hs, lbr, reverse, lengths, cfg, out):
 def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
                  state: dict) -> np.ndarray:
     """Whole sequences: one input projection for all steps, then the recurrence, from
-    `state` (slot -> (B, size), model.initial_state), updated in place."""
+    `state` (slot -> (B, size), model.initial_state), updated in place. The recurrence
+    reads W_hh and b_hh from the plan's arena, where the step program reads them."""
     a, w = node.attrs, node.weights
     x = ins[0]
     T, B, _ = x.shape
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
-    bhh = w.get("b_hh")
-    gru_sequence(project(x, w["W_ih"], w.get("b_ih")), w["W_hh"],
-                 np.zeros(3 * H, np.float32) if bhh is None else np.ascontiguousarray(bhh),
-                 bhh is not None, state["h"],
-                 bool(a.get("linear_before_reset", True)), bool(a.get("reverse")), lengths,
-                 plan.cfg[node.name], out)
+    row = plan.prog[plan.node_rows[node.name]]
+    gru_sequence(project(x, w["W_ih"], w.get("b_ih")), plan.arena, row[W_HH], row[B_HH],
+                 row[W_HH_PACKED], state["h"], bool(a.get("linear_before_reset", True)),
+                 bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out
 
 

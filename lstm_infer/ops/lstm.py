@@ -13,16 +13,18 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matvec_acc, mv, set_bias
+from ..kernels.linalg import matmat_acc, matvec_acc, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length
+from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 2
 # Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
 # GATES, HFULL, ACC: scratch; STATE_H, STATE_C: offsets in the stream's state row.
+# W_HH_PACKED: a float W_hh packed by linalg.pack_panels (-1 for int8), for the one-sequence
+# mat-vec (step and run()/chunks of one sequence).
 (IN_SIZE, HIDDEN, PROJ, W_IH, W_HH, BIAS, W_HR, STATE_H, STATE_C, GATES, HFULL, CFG, PEEPHOLE,
- W_IH_SCALE, W_HH_SCALE, W_HR_SCALE, ACC, OUTPUT_CELL) = range(3, 21)
+ W_IH_SCALE, W_HH_SCALE, W_HR_SCALE, ACC, OUTPUT_CELL, W_HH_PACKED) = range(3, 22)
 
 
 def spec(a: dict) -> Signature:
@@ -49,7 +51,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         GATES: em.alloc(4 * H), HFULL: em.alloc(H) if P else -1, CFG: em.cell_config(node),
         PEEPHOLE: em.weight(node, "peephole"), W_IH_SCALE: em.scale(node, "W_ih"),
         W_HH_SCALE: em.scale(node, "W_hh"), W_HR_SCALE: em.scale(node, "W_hr"),
-        ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell")))}))
+        ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell"))),
+        W_HH_PACKED: packed_copy(em, node, "W_hh")}))
 
 
 @njit(**KERNEL)
@@ -118,7 +121,10 @@ def step(prog, r, w, st, sc):
     acc = sc[prog[r, ACC]:prog[r, ACC] + 4 * H]
     set_bias(gates, w, prog[r, BIAS], 4 * H)
     mv(gates, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 4 * H, 0, 4 * H, acc)
-    mv(gates, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], R, 4 * H, 0, 4 * H, acc)
+    if prog[r, W_HH_PACKED] >= 0:
+        matvec_packed(gates, h, w, prog[r, W_HH_PACKED], R, 4 * H)
+    else:
+        mv(gates, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], R, 4 * H, 0, 4 * H, acc)
     if P > 0:
         hf0 = prog[r, HFULL]
         hfull = sc[hf0:hf0 + H]
@@ -180,10 +186,11 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out):
+def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, arena, packed):
     """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R),
     or (T, B, R + H) to also output the cell state after h. hs (B, R), cs (B, H): the state
-    each sequence starts from, updated in place to its state after its last step."""
+    each sequence starts from, updated in place to its state after its last step. One
+    sequence at a time, W_hh is read packed from arena[packed:] (linalg.matvec_packed)."""
     T, B, G = gx.shape
     H = G // 4
     R = w_hh.shape[0]
@@ -219,7 +226,7 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out):
             t = L - 1 - s if reverse else s
             for j in range(G):
                 gates[j] = gx[t, b, j]
-            matvec_acc(gates, h, whh, 0, R, G)
+            matvec_packed(gates, h, arena, packed, R, G)
             if P > 0:
                 lstm_pointwise(gates, c, hfull, H, cfg, peep)
                 set_bias(h, whr, -1, P)
@@ -246,7 +253,8 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     peep = w.get("peephole", np.zeros(0, np.float32))
     lstm_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
                   state["h"], state["c"], bool(a.get("reverse")), lengths, plan.cfg[node.name],
-                  np.ascontiguousarray(peep), out)
+                  np.ascontiguousarray(peep), out, plan.arena,
+                  plan.prog[plan.node_rows[node.name], W_HH_PACKED])
     return out
 
 

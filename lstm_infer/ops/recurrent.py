@@ -21,6 +21,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import GATE_ACT_CODES
+from ..kernels.linalg import pack_panels
 from .base import SpecError, boolean, number
 
 CFG_SIZE = 16
@@ -64,6 +65,14 @@ def cell_config(node) -> np.ndarray:
         cfg[5 + 3 * k] = float(spec.get("alpha", 0.0))
         cfg[6 + 3 * k] = float(spec.get("beta", 0.0))
     return cfg
+
+
+def packed_copy(em, node, role: str) -> int:
+    """Offset of a float matrix packed for matvec_packed (a derived copy, one per model:
+    W_hh costs its size once more in memory for a 15-20% faster mat-vec), -1 for int8."""
+    if node.weights[role].dtype != np.float32:
+        return -1
+    return em.derived(node, role, "panels", pack_panels)
 
 
 @njit(**KERNEL)

@@ -10,14 +10,17 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matvec_acc, mv, set_bias
+from ..kernels.linalg import matmat_acc, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length
+from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 4
 # Row fields after IN, OUT; ACC: scratch for int8 accumulators.
-IN_SIZE, HIDDEN, W_IH, W_HH, BIAS, STATE_H, CFG, W_IH_SCALE, W_HH_SCALE, ACC = range(3, 13)
+# W_HH_PACKED: a float W_hh packed by linalg.pack_panels (-1 for int8), for the one-sequence
+# mat-vec.
+(IN_SIZE, HIDDEN, W_IH, W_HH, BIAS, STATE_H, CFG, W_IH_SCALE, W_HH_SCALE, ACC,
+ W_HH_PACKED) = range(3, 14)
 
 
 def spec(a: dict) -> Signature:
@@ -37,7 +40,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         IN: ins[0], OUT: out, IN_SIZE: a["input_size"], HIDDEN: H, W_IH: em.weight(node, "W_ih"),
         W_HH: em.weight(node, "W_hh"), BIAS: em.weight(node, "bias"), STATE_H: state["h"],
         CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
-        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(H)}))
+        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(H),
+        W_HH_PACKED: packed_copy(em, node, "W_hh")}))
 
 
 @njit(**KERNEL)
@@ -69,7 +73,10 @@ def step(prog, r, w, st, sc):
     acc = sc[prog[r, ACC]:prog[r, ACC] + H]
     set_bias(out, w, prog[r, BIAS], H)
     mv(out, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, H, 0, H, acc)
-    mv(out, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], H, H, 0, H, acc)
+    if prog[r, W_HH_PACKED] >= 0:
+        matvec_packed(out, h, w, prog[r, W_HH_PACKED], H, H)
+    else:
+        mv(out, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], H, H, 0, H, acc)
     rnn_pointwise(out, h, out, H, cfg)
 
 
@@ -96,9 +103,10 @@ def step_streams(prog, r, w, mem, S):
 
 
 @njit(**KERNEL)
-def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out):
+def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out, arena, packed):
     """gx (T, B, H) = x W_ih + bias; h = f(gx + h W_hh); hs (B, H) the state each sequence
-    starts from, updated in place to its state after its last step."""
+    starts from, updated in place to its state after its last step. One sequence at a time,
+    W_hh is read packed from arena[packed:] (linalg.matvec_packed)."""
     T, B, H = gx.shape
     whh = w_hh.ravel()
     acc = np.empty(H, np.float32)
@@ -120,7 +128,7 @@ def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out):
             t = L - 1 - s if reverse else s
             for j in range(H):
                 acc[j] = gx[t, b, j]
-            matvec_acc(acc, h, whh, 0, H, H)
+            matvec_packed(acc, h, arena, packed, H, H)
             rnn_pointwise(acc, h, y, H, cfg)
             for j in range(H):
                 out[t, b, j] = y[j]
@@ -137,7 +145,8 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     out = np.zeros((T, B, H), np.float32)
     rnn_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"],
                  state["h"],
-                 bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
+                 bool(a.get("reverse")), lengths, plan.cfg[node.name], out, plan.arena,
+                 plan.prog[plan.node_rows[node.name], W_HH_PACKED])
     return out
 
 
