@@ -118,7 +118,10 @@ def build_graph(kf: KerasFile, builder_cls, options: dict):
             env[call.output(k)] = v
     ctx.layer = None
     used = set()
+    names = [k[0] for k in topo.outputs]
     for j, key in enumerate(topo.outputs):
+        label = key[0] if names.count(key[0]) == 1 else f"{key[0]}_{key[1]}_{key[2]}"
+
         v = env.get(key)
         if v is None or isinstance(v, Refused):
             raise ConversionError(f"model output {j} ({key[0]}): "
@@ -127,6 +130,6 @@ def build_graph(kf: KerasFile, builder_cls, options: dict):
         if vid == in_name or vid in used:  # outputs must be distinct node outputs
             vid = b.add("Activation", f"output{j}", [vid], {"kind": "identity", "size": v.size})
         used.add(vid)
-        b.output(vid, key[0])
-        spec.outputs.append(OutputInfo(j, key[0], vid, v.shape, v.time, v.prefix_ok))
+        b.output(vid, label)
+        spec.outputs.append(OutputInfo(j, label, vid, v.shape, v.time, v.prefix_ok))
     return b, spec, ctx.warnings
