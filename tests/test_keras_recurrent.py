@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from converters import convert_keras
 from keras_models import check, keras, randomize, save_and_convert
 
 L = keras.layers
@@ -94,6 +95,10 @@ def test_stateful_and_unroll(tmp_path):
     assert any("stateful=True" in w for w in report.warnings)
     model.layers[0].reset_state()
     check(model, m, (3,), lengths=(7,), prefix=False)
+    # the verifier resets the stateful layer before each call and uses the fixed batch
+    r = convert_keras(tmp_path / "model.keras", tmp_path / "v.lstm")
+    assert r.verify.ok and r.verify.max_abs_error < 1e-5
+    assert any("fixed length 7" in n for n in r.verify.notes)
 
 
 @pytest.mark.parametrize("cell", ["LSTMCell", "GRUCell", "SimpleRNNCell"])

@@ -64,7 +64,10 @@ class _Reference:
             raise ConversionError(f"Keras could not load {src} for verification: "
                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                                   " (verify=False / --no-verify skips the check)") from e
-        self.stateful = [l for l in self.model._flatten_layers() if getattr(l, "stateful", False)]
+        layers = (self.model._flatten_layers() if hasattr(self.model, "_flatten_layers")
+                  else self.model.layers)
+        self.stateful = [l for l in layers if getattr(l, "stateful", False)
+                         and hasattr(l, "reset_state")]
 
     def __call__(self, X: np.ndarray) -> list[np.ndarray]:
         for layer in self.stateful:
