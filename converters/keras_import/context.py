@@ -32,10 +32,11 @@ class Layer:
 class Context:
     """Conversion state for one Keras model (see the module docstring)."""
 
-    def __init__(self, kf: KerasFile, builder, options: dict):
+    def __init__(self, kf: KerasFile, builder, options: dict, fixed_T: int | None = None):
         self.file = kf
         self.b = builder
         self.options = options
+        self.fixed_T = fixed_T               # time length fixed by the model input, if any
         self.warnings: list[str] = []
         self.layer: Layer | None = None
 

@@ -49,7 +49,7 @@ def _dtype_policy(layer: dict) -> str:
     return str(d or "float32")
 
 
-def _input_spec(ctx: Context, topo) -> tuple[KerasSpec, str]:
+def _input_spec(topo) -> tuple[KerasSpec, str]:
     if len(topo.inputs) != 1:
         raise ConversionError(f"the model has {len(topo.inputs)} inputs; the Keras importer "
                               "supports models with one input")
@@ -77,10 +77,9 @@ def _input_spec(ctx: Context, topo) -> tuple[KerasSpec, str]:
 def build_graph(kf: KerasFile, builder_cls, options: dict):
     """Convert every layer call into IR nodes; returns (GraphBuilder, KerasSpec, warnings)."""
     topo = parse_model(kf.config)
-    ctx = Context(kf, None, options)
-    spec, in_name = _input_spec(ctx, topo)
-    ctx.options = {**options, "_fixed_T": spec.fixed_T}
-    b = ctx.b = builder_cls(in_name, spec.input_size)
+    spec, in_name = _input_spec(topo)
+    b = builder_cls(in_name, spec.input_size)
+    ctx = Context(kf, b, options, fixed_T=spec.fixed_T)
     env: dict = {topo.inputs[0].key: KValue(in_name, spec.input_shape, ids=spec.ids)}
     for call in topo.calls:
         L = Layer(call.name, call.class_name, call.layer.get("config", {}),

@@ -13,7 +13,7 @@ from .activations import emit_activation
 from .registry import layer
 
 
-def _one(v, key):
+def _one(v) -> int:
     return int(v[0] if isinstance(v, (list, tuple)) else v)
 
 
@@ -27,8 +27,8 @@ def _conv1d(ctx: Context, L: Layer, ins: list, per_frame: bool):
         ctx.fail("data_format='channels_first' is not supported")
     if len(x.shape) != 1:
         ctx.fail(f"Conv1D on per-step tensors of shape {x.shape}")
-    K = _one(L.get("kernel_size"), "kernel_size")
-    stride, dil = _one(L.get("strides", 1), "strides"), _one(L.get("dilation_rate", 1), "d")
+    K = _one(L.get("kernel_size"))
+    stride, dil = _one(L.get("strides", 1)), _one(L.get("dilation_rate", 1))
     groups = int(L.get("groups", 1) or 1)
     pad = L.get("padding", "valid")
     use_bias = bool(L.get("use_bias", True))

@@ -38,6 +38,10 @@ def _dense(ctx: Context, L: Layer, ins: list, per_frame: bool):
     if not v.shape:
         ctx.fail("Dense on a tensor without a feature axis")
     use_bias = bool(L.get("use_bias", True))
+    if L.get("lora_rank") and len(L.weights) != 1 + use_bias:
+        # .keras files store the kernel with LoRA merged; legacy .h5 keeps the factors
+        ctx.fail("LoRA factors stored apart from the kernel (lora_rank in a .h5 file); save "
+                 "the model as .keras, which merges them into the kernel")
     ws = ctx.weights(L, 2 if use_bias else 1)
     kernel, bias = ws[0], (ws[1] if use_bias else None)
     I, O = kernel.shape
@@ -66,10 +70,6 @@ def _embedding(ctx: Context, L: Layer, ins: list, per_frame: bool):
     return KValue(vid, v.shape + (int(D),), v.time, v.prefix_ok)
 
 
-def _time_fixed(ctx: Context) -> int | None:
-    return ctx.options.get("_fixed_T")
-
-
 @layer("Flatten")
 def _flatten(ctx: Context, L: Layer, ins: list, per_frame: bool):
     v = ins[0]
@@ -85,7 +85,7 @@ def _reshape(ctx: Context, L: Layer, ins: list, per_frame: bool):
     v = ins[0]
     target = [int(d) if d is not None else -1 for d in L.get("target_shape")]
     if v.time and not per_frame:
-        T = _time_fixed(ctx)
+        T = ctx.fixed_T
         if not target or not (target[0] == -1 or (T is not None and target[0] == T)):
             ctx.fail(f"Reshape to {tuple(target)} mixes time with the features; only "
                      "reshapes that keep the time axis first (-1 or the fixed length) and "
