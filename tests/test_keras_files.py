@@ -204,3 +204,22 @@ def test_provenance_and_summary(tmp_path):
     assert "LSTM" in report.summary and "GRU" in report.summary
     X = np.zeros((1, 3, 4), np.float32)
     assert m.run(X).shape == (1, 3, 2)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: keras.Sequential([keras.Input((None,)), L.Embedding(30, 6, mask_zero=True),
+                              L.GRU(5), L.Dense(2)]),
+    lambda: keras.Sequential([keras.Input((None, 3)), L.Conv1D(4, 3, padding="causal"),
+                              L.SimpleRNN(5), L.Dense(2, activation="softmax")]),
+    lambda: keras.Sequential([keras.Input((None, 3)), L.Bidirectional(L.LSTM(4)), L.Dense(2)]),
+    lambda: keras.Sequential([keras.Input((None, 2, 3)), L.TimeDistributed(L.Flatten()),
+                              L.LSTM(4, return_sequences=True)]),
+], ids=["embedding-mask_zero", "causal-conv-last-step", "bidirectional-last-step", "frames"])
+def test_verifier_agrees_on_varied_models(tmp_path, build):
+    """The built-in verification (Keras on the same inputs: token ids, prefixes of
+    last-step outputs, whole-sequence-only files, multi-dimensional frames) passes."""
+    model = randomize(build(), seed=7)
+    model.save(tmp_path / "m.keras")
+    r = convert_keras(tmp_path / "m.keras", tmp_path / "m.lstm")
+    assert r.verify.ok and r.verify.max_abs_error < 1e-5, str(r.verify)
+    assert r.verify.run_max_abs
