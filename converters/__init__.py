@@ -2,14 +2,16 @@
 so `import converters` is cheap and works without either installed.
 
     convert_torch(module, "model.lstm", example_input=x)        # an nn.Module in memory
-    convert_file("model.pt2", "model.lstm")                     # .pt2 / state_dict / .onnx by suffix
+    convert_keras("model.keras", "model.lstm")                  # .keras / .h5, no TensorFlow
+    convert_file("model.pt2", "model.lstm")                     # .pt2 / state_dict / .onnx / .keras / .h5 by suffix
     verify_file("model.lstm", "model.pt2")                      # numerical comparison report
 
 Each `convert_*` verifies the written model against its source (onnxruntime, torch) and
 raises `VerificationError` (a `ConversionError`, with the `report`) when they disagree;
 the output file is then not written. `verify=False` skips the check.
 
-Inside: `torch_import/` (PyTorch: export, walk, `ops/` registry), `onnx_import` with
+Inside: `torch_import/` (PyTorch: export, walk, `ops/` registry), `keras_import/` (Keras
+files read with h5py: reader, topology, walk, `layers/` registry, verify), `onnx_import` with
 `onnx_inputs`, `onnx_dims`, `onnx_walk`, `onnx_graph`, `onnx_sym`, `onnx_fold`, `onnx_optimize` and
 `onnx_ops/` (ONNX), `torch_verify` / `onnx_verify` (numerical checks against the source),
 `torch_state_dict` (architecture from a state_dict), `layout` (weight layouts shared by
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConversionError, UnsupportedOpError, VerificationError
 from .report import ConversionReport, VerifyReport
 
-__all__ = ["convert_torch", "convert_onnx", "convert_file", "verify_file",
+__all__ = ["convert_torch", "convert_onnx", "convert_keras", "convert_file", "verify_file",
            "ConversionReport", "VerifyReport", "ConversionError", "UnsupportedOpError",
            "VerificationError"]
 
@@ -110,12 +112,27 @@ def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify:
                        path, dtype, verify)
 
 
+def convert_keras(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32",
+                  verify: bool = True, **options) -> ConversionReport:
+    """A Keras `.keras` / `.h5` file to `path`, read without TensorFlow (h5py + JSON);
+    verified with Keras itself when installed. See converters.keras_import.convert_keras."""
+    from .keras_import import convert_keras as _impl
+    return _with_dtype(lambda p: _impl(src, p, dtype="fp32", verify=verify, **options),
+                       path, dtype, verify)
+
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def convert_file(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "fp32",
                  verify: bool = True, **options) -> ConversionReport:
-    """Dispatch on the source file's suffix: .onnx, .pt2 (torch.export), else a state_dict file."""
+    """Dispatch on the source file's suffix: .onnx, .keras/.h5 (Keras), .pt2
+    (torch.export), else a state_dict file."""
     s = str(src).lower()
     if s.endswith(".onnx"):
         return convert_onnx(src, path, dtype=dtype, verify=verify, **options)
+    if s.endswith(_KERAS_SUFFIXES):
+        return convert_keras(src, path, dtype=dtype, verify=verify, **options)
     from .torch_import import convert_torch_file
     return _with_dtype(lambda p: convert_torch_file(src, p, dtype="fp32", verify=verify, **options),
                        path, dtype, verify)
@@ -123,10 +140,12 @@ def convert_file(src: str | os.PathLike, path: str | os.PathLike, dtype: str = "
 
 def verify_file(lstm_path: str | os.PathLike, src: str | os.PathLike,
                 inputs: np.ndarray | None = None, **options) -> VerifyReport:
-    """Compare a `.lstm` file with its source model (ONNX or PyTorch file)."""
+    """Compare a `.lstm` file with its source model (ONNX, Keras or PyTorch file)."""
     s = str(src).lower()
     if s.endswith(".onnx"):
         from .onnx_import import verify_onnx as _impl
+    elif s.endswith(_KERAS_SUFFIXES):
+        from .keras_import import verify_keras_file as _impl
     else:
         from .torch_import import verify_torch_file as _impl
     return _impl(lstm_path, src, inputs=inputs, **options)

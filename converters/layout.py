@@ -14,6 +14,12 @@ The rules, each written once (the IR is documented in docs/FORMAT.md):
   (out, in) layout but with other gate orders: LSTM i, o, f, c -> ours is blocks [0, 2, 3, 1]
   of theirs (c is our g); GRU z, r, h -> blocks [1, 0, 2]. Then the PyTorch rules apply.
   LSTM peepholes P (3H) are i, o, f in ONNX and i, f, o in the IR: blocks [0, 2, 1].
+* Keras stores `kernel` (I, G*H) and `recurrent_kernel` (H, G*H) already in the IR's
+  (in, out) layout: no transpose. Gate blocks are *column* blocks: LSTM i, f, c, o is the
+  IR's order (c is our g); GRU z, r, h -> column blocks [1, 0, 2]. LSTM/SimpleRNN `bias`
+  (G*H) is the IR's `bias` (Keras has one bias). GRU `bias` is (2, 3H) with
+  reset_after=True (row 0 input, row 1 recurrent: b_ih, b_hh) and (3H) with
+  reset_after=False (input bias only; the IR's b_hh is then absent, i.e. zero).
 
 These functions reorder and transpose only; they keep the dtype they are given (the ONNX
 importer folds biases in float64, the PyTorch importer in float32; the file stores float32).
@@ -22,13 +28,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GATES", "ONNX_GATE_ORDER", "ONNX_PEEPHOLE_ORDER", "linear_weight", "reorder_blocks",
-           "recurrent_weights", "onnx_recurrent_weights", "recurrent_shapes"]
+__all__ = ["GATES", "ONNX_GATE_ORDER", "ONNX_PEEPHOLE_ORDER", "KERAS_GATE_ORDER", "linear_weight",
+           "reorder_blocks", "recurrent_weights", "onnx_recurrent_weights",
+           "keras_recurrent_weights", "recurrent_shapes"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # ONNX gate block k of ours is block ONNX_GATE_ORDER[op][k] of theirs.
 ONNX_GATE_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
 ONNX_PEEPHOLE_ORDER = [0, 2, 1]
+# Keras gate (column) block k of ours is block KERAS_GATE_ORDER[op][k] of theirs.
+KERAS_GATE_ORDER = {"LSTM": [0, 1, 2, 3], "GRU": [1, 0, 2], "RNN": [0]}
 
 
 def linear_weight(weight: np.ndarray) -> np.ndarray:
@@ -70,6 +79,28 @@ def onnx_recurrent_weights(op: str, W: np.ndarray, R: np.ndarray, B: np.ndarray 
     w = recurrent_weights(op, reorder_blocks(W, order, H), reorder_blocks(R, order, H), b_ih, b_hh)
     if P is not None:
         w["peephole"] = reorder_blocks(P, ONNX_PEEPHOLE_ORDER, H)
+    return w
+
+
+def keras_recurrent_weights(op: str, kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                            bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One Keras LSTM/GRU/SimpleRNN cell (kernel (I, G*H), recurrent_kernel (H, G*H), bias)
+    -> IR weights W_ih, W_hh, bias (or GRU b_ih, b_hh). No transpose: Keras is (in, out)."""
+    H = recurrent_kernel.shape[0]
+    order = KERAS_GATE_ORDER[op]
+
+    def columns(M: np.ndarray) -> np.ndarray:
+        return reorder_blocks(M.T, order, H).T
+
+    w = {"W_ih": columns(kernel), "W_hh": columns(recurrent_kernel)}
+    if bias is None:
+        return w
+    if op != "GRU":
+        w["bias"] = reorder_blocks(bias, order, H)
+    elif bias.ndim == 2:  # reset_after=True: input and recurrent biases
+        w["b_ih"], w["b_hh"] = reorder_blocks(bias[0], order, H), reorder_blocks(bias[1], order, H)
+    else:                 # reset_after=False: one (input) bias
+        w["b_ih"] = reorder_blocks(bias, order, H)
     return w
 
 

@@ -31,7 +31,7 @@ __all__ = ["main", "cli", "bench_model", "latency_stats", "compile_kernels"]
 # ModelFormatError and converters.ConversionError are ValueErrors.
 USER_ERRORS = (ValueError, TypeError, OSError, NotStreamableError, ModelFormatError)
 
-_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}
+_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "h5py": "keras"}
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False)
 
 
@@ -170,9 +170,11 @@ def convert(src: str, out: str, dtype: str, verify: bool, rnn_nonlinearity: str 
             state: tuple[str, ...], fix: tuple[str, ...]) -> None:
     """Convert SRC to the compact .lstm format.
 
-    SRC is an ONNX model (.onnx), a torch.export program (.pt2), or a PyTorch state_dict
-    file (.pt/.pth) of standard modules (LSTM/GRU/RNN/Linear/...). PyTorch sources need
-    `pip install 'lstm-infer[torch]'`, ONNX sources `pip install 'lstm-infer[onnx]'`.
+    SRC is an ONNX model (.onnx), a torch.export program (.pt2), a PyTorch state_dict
+    file (.pt/.pth) of standard modules (LSTM/GRU/RNN/Linear/...), or a Keras model
+    (.keras, .h5; read without TensorFlow). PyTorch sources need
+    `pip install 'lstm-infer[torch]'`, ONNX sources `pip install 'lstm-infer[onnx]'`,
+    Keras sources `pip install 'lstm-infer[keras]'` (plus keras to verify).
     """
     converters = _converters()
     options: dict = {}
