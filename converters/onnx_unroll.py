@@ -13,7 +13,7 @@ How (`fold_unrolled`):
    the whole axis).
 2. *Copies*: every node gets the largest step it depends on (a node reading two steps that
    are not consecutive, e.g. the gathering Concat, is past the recurrence); linear and shape
-   nodes that only feed the next step (the recurrent Gemm on h_{t-1}) move into that step,
+   nodes of one value that only feed the next step (the recurrent Gemm on h_{t-1}) move into it,
    so that the state between copies is what the cell returns (h, c), not h @ R.
 3. *Exact repetition*: copies 1..T-1 must be node for node the same op, attributes, constant
    inputs (equal values) and wiring as copy 1, their state read from the same places of the
@@ -192,8 +192,11 @@ def _copies(model, g: Group) -> tuple[list, dict]:
         n, t = nodes[i], tag[i]
         if t < 0 or t == POST or n.op_type not in _LINEAR or any(o in outs for o in n.output):
             continue
+        # a projection of one value only: the node combining two (c' = f*c + i*g, GRU's
+        # h' = (1-z)*n + z*h) makes the state and stays in its step
+        data = [v for v in n.input if v and vt.get(v, -1) >= 0]
         cs = [c for o in n.output for c in consumers.get(o, [])]
-        if cs and all(tag[c] == t + 1 for c in cs):
+        if len(data) == 1 and cs and all(tag[c] == t + 1 for c in cs):
             tag[i] = t + 1
             for o in n.output:
                 vt[o] = t + 1
@@ -287,6 +290,17 @@ class _Repeat:
         """Copies 1..T-1 are exactly copy 1 (state wiring as in copy 2), else an error."""
         self._trim_last()
         ref, ref2 = self.describe(1), self.describe(2)
+        nodes, last = self.model.graph.node, self.copy[-1]
+        if len(last) < len(ref):
+            ops = sorted(nodes[i].op_type for i in self.copy[1])
+            for i in last:
+                if nodes[i].op_type in ops:
+                    ops.remove(nodes[i].op_type)
+            raise ConversionError(
+                f"the unrolled recurrence over {self.g.source!r} ({self.T} steps) carries its state "
+                f"through {ops} before the next step reads it (the last step does not compute "
+                "that): not the form of an LSTM, GRU or RNN cell, whose state is what the step "
+                "returns; only those cell forms fold back into a streaming model")
         for s in range(2, self.T):
             d = ref2 if s == 2 else self.describe(s)
             if len(d) != len(ref):
