@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConversionError
+from .errors import ConversionError, OnnxConversionError
 
 ACTIVATIONS = ("Sigmoid", "Tanh", "Relu")
 _FLOAT, _DOUBLE = 1, 11
@@ -170,15 +170,11 @@ def recognise(model, nodes: list, x: str, slots: list[tuple[str, str]], acts: li
             return _gru(model, nodes, x, slots, acts, shapes, rng)
         if k == 2 and kinds == ["Sigmoid", "Sigmoid", "Sigmoid", "Tanh", "Tanh"]:
             return _lstm(model, nodes, x, slots, acts, shapes, rng)
-    except _NotCell as e:
+    except OnnxConversionError as e:
         form += f" ({e})"
     raise ConversionError(f"{form}, which is not an LSTM (without peepholes), GRU or RNN "
                           "(tanh/relu) cell: only those cell forms fold back into a streaming "
                           "model")
-
-
-class _NotCell(Exception):
-    pass
 
 
 def _gate_maps(model, nodes, x, hs: list[str], acts, shapes, rng) -> list:
@@ -193,7 +189,7 @@ def _rnn(model, nodes, x, slots, act, shapes, rng) -> Cell:
     h_in, h_out = slots[0]
     g = _gate_maps(model, nodes, x, [h_in], [act], shapes, rng)[0]
     if g is None:
-        raise _NotCell(f"the input of {act.op_type} is not affine in (x_t, h)")
+        raise OnnxConversionError(f"the input of {act.op_type} is not affine in (x_t, h)")
     (Mx, Mh), b = g
     ev = Evaluator(model, nodes, [x, h_in], [h_out])
     fn = Probe(ev, shapes)
@@ -202,7 +198,7 @@ def _rnn(model, nodes, x, slots, act, shapes, rng) -> Cell:
     pre = xv @ Mx + hv @ Mh + b
     want = np.tanh(pre) if act.op_type == "Tanh" else np.maximum(pre, 0.0)
     if not _close(fn(**{x: xv, h_in: hv})[0], want):
-        raise _NotCell(f"the new state is not {act.op_type} of that pre-activation")
+        raise OnnxConversionError(f"the new state is not {act.op_type} of that pre-activation")
     return Cell("RNN", Mx.T.copy(), Mh.T.copy(), np.concatenate([b, np.zeros_like(b)]), 0,
                 attrs={"activations": [act.op_type]})
 
@@ -213,7 +209,7 @@ def _gru(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     tanh = next(a for a in acts if a.op_type == "Tanh")
     maps = _gate_maps(model, nodes, x, [h_in], sig, shapes, rng)
     if any(m is None for m in maps):
-        raise _NotCell("a Sigmoid's input is not affine in (x_t, h)")
+        raise OnnxConversionError("a Sigmoid's input is not affine in (x_t, h)")
     H = int(np.prod(shapes[h_in]))
     # roles: h' = (1-z)*n + z*h with the activations cut
     ev = Evaluator(model, nodes, [x, h_in] + [s.output[0] for s in sig] + [tanh.output[0]], [h_out])
@@ -223,7 +219,7 @@ def _gru(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     got = fn(**{h_in: hv, tanh.output[0]: nv, sig[0].output[0]: v[0], sig[1].output[0]: v[1]})[0]
     zi = next((k for k in (0, 1) if _close(got, (1 - v[k]) * nv + v[k] * hv)), None)
     if zi is None:
-        raise _NotCell("the new state is not (1-z)*n + z*h")
+        raise OnnxConversionError("the new state is not (1-z)*n + z*h")
     z, r = sig[zi], sig[1 - zi]
     (Mxz, Mhz), bz = maps[zi]
     (Mxr, Mhr), br = maps[1 - zi]
@@ -235,11 +231,11 @@ def _gru(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     at1 = affine(Probe(ev, pshapes, {r.output[0]: np.ones(shapes[r.input[0]])}),
                  [x, h_in], [Mxz.shape[0], H], 0, rng)
     if at0 is None or at1 is None:
-        raise _NotCell("the candidate state's pre-activation is not affine in (x_t, h) for fixed r")
+        raise OnnxConversionError("the candidate state's pre-activation is not affine in (x_t, h) for fixed r")
     (Mxn, Mh0), bw = at0
     (Mxn1, Rn), b1 = at1
     if not (_close(Mh0, 0 * Mh0) and _close(Mxn1, Mxn)):
-        raise _NotCell("the reset gate does not act on the hidden state alone")
+        raise OnnxConversionError("the reset gate does not act on the hidden state alone")
     fn = Probe(ev, pshapes)
     xv, hv, rv = rng.standard_normal(Mxn.shape[0]), rng.standard_normal(H), rng.uniform(0, 1, H)
     got = fn(**{x: xv, h_in: hv, r.output[0]: rv})[0]
@@ -248,7 +244,7 @@ def _gru(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     elif _close(b1, bw) and _close(got, xv @ Mxn + (rv * hv) @ Rn + bw):
         lbr, brn = 0, np.zeros(H)
     else:
-        raise _NotCell("the reset gate is applied neither before nor after the recurrent matrix")
+        raise OnnxConversionError("the reset gate is applied neither before nor after the recurrent matrix")
     W = np.concatenate([Mxz.T, Mxr.T, Mxn.T])
     R = np.concatenate([Mhz.T, Mhr.T, Rn.T])
     B = np.concatenate([bz, br, bw, np.zeros(2 * H), brn])
@@ -260,11 +256,11 @@ def _lstm(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     maps = _gate_maps(model, nodes, x, ins, acts, shapes, rng)
     gates = [(a, m) for a, m in zip(acts, maps) if m is not None]
     if sorted(a.op_type for a, _ in gates) != ["Sigmoid", "Sigmoid", "Sigmoid", "Tanh"]:
-        raise _NotCell("no three Sigmoid gates and one Tanh candidate affine in (x_t, h)")
+        raise OnnxConversionError("no three Sigmoid gates and one Tanh candidate affine in (x_t, h)")
     # c is the slot no gate reads (no peepholes)
     free = [k for k in (0, 1) if all(_close(m[0][1 + k], 0 * m[0][1 + k]) for _, m in gates)]
     if not free:
-        raise _NotCell("every state slot feeds the gates (peepholes?), none is the cell state")
+        raise OnnxConversionError("every state slot feeds the gates (peepholes?), none is the cell state")
     ci = free[-1]
     hi = 1 - ci
     H = int(np.prod(shapes[ins[hi]]))
@@ -283,7 +279,7 @@ def _lstm(model, nodes, x, slots, acts, shapes, rng) -> Cell:
             role = (i, f, o)
             break
     if role is None:
-        raise _NotCell("the state update is not c' = f*c + i*g, h' = o*tanh(c')")
+        raise OnnxConversionError("the state update is not c' = f*c + i*g, h' = o*tanh(c')")
     by = {id(a): m for a, m in gates}
     order = [sig[role[0]], sig[role[2]], sig[role[1]], g]        # ONNX gate order i, o, f, c
     W = np.concatenate([by[id(a)][0][0].T for a in order])

@@ -375,5 +375,13 @@ def _fold_one(model):
         if not any(d[0] == "state" for n in rep.describe(1) for d in n[4]):
             continue   # the steps do not feed each other: not a recurrence
         rep.check()
-        return rewrite(rep)
+        try:
+            return rewrite(rep)
+        except ConversionError:
+            raise
+        except Exception as e:   # noqa: BLE001 -- the reference evaluator on an odd step
+            raise ConversionError(
+                f"the unrolled recurrence over {g.source!r} ({rep.T} steps) repeats exactly, but "
+                f"its step could not be evaluated to read off the cell ({type(e).__name__}: {e})"
+            ) from None
     return None
