@@ -66,8 +66,10 @@ class Evaluator:
                     need.append(n)
                 todo.extend(n.input)
             elif v not in inits:
-                raise ConversionError(f"the repeated step reads {v!r}, which is neither computed "
-                                      "by the step nor a constant")
+                raise ConversionError(
+                    f"the unrolled recurrence's step reads the graph input {v!r} directly (an "
+                    "initial state, or data besides the step's own slice): only recurrences that "
+                    "start from a zero state and read one slice of the sequence per step fold")
         order = {id(n): k for k, n in enumerate(nodes)}
         need.sort(key=lambda n: order[id(n)])
         used = {v for n in need for v in n.input} | set(outputs)

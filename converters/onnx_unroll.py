@@ -40,7 +40,7 @@ from .onnx_unroll_emit import POST, attr, rewrite
 # ops that may move into the next copy when they only feed it (the recurrent projection)
 _LINEAR = {"MatMul", "Gemm", "Add", "Sub", "Split", "Slice", "Gather", "Squeeze", "Unsqueeze",
            "Reshape", "Transpose", "Identity", "Cast", "Flatten"}
-_INT_MAX = np.iinfo(np.int64).max
+_LAYERS = {"LSTM", "GRU", "RNN", "Scan", "Loop"}
 
 __all__ = ["fold_unrolled"]
 
@@ -374,6 +374,8 @@ def _fold_one(model):
         rep = _Repeat(model, g, info)
         if not any(d[0] == "state" for n in rep.describe(1) for d in n[4]):
             continue   # the steps do not feed each other: not a recurrence
+        if any(model.graph.node[i].op_type in _LAYERS for c in rep.copy for i in c):
+            continue   # layers of a stack fed their slice of h0, not steps of time
         rep.check()
         try:
             return rewrite(rep)
