@@ -39,6 +39,7 @@ from .onnx_graph import Ctx, OnnxValue
 from .onnx_inputs import (axis_candidates, choose_data_input, elem_dtype, graph_dims, graph_inputs,
                           load_onnx, opset_of, parse_fix_value)
 from .onnx_quant import fold_dynamic_matmuls
+from .onnx_unroll import fold_unrolled
 from .onnx_sym import HINTS, AxisError, Dyn, SymError, is_time_reversed
 from .onnx_ops.shape import UNROLLED
 from .onnx_walk import CONSTANT_ONLY_OPS, SUPPORTED_OPS, Attempt
@@ -194,6 +195,8 @@ def convert_graph(model, fix: dict | None = None,
     fix = dict(fix or {})
     state = [tuple(p) for p in (state or [])]
     model, quant_notes = fold_dynamic_matmuls(model)
+    model, fold_notes = fold_unrolled(model)
+    quant_notes = quant_notes + fold_notes
     opset = opset_of(model)
     if opset < 7:
         raise ConversionError(f"ONNX opset {opset} is too old (7 or newer is supported)")
