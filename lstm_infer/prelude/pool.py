@@ -47,9 +47,10 @@ def pool2d(attrs: dict, weights: dict, ins: list[np.ndarray]) -> np.ndarray:
         return y
     if attrs.get("count_include_pad", False) or not any(p):
         return y / np.float32(kh * kw)
-    ones = pad_image(np.ones((1, 1, Hp - p[0] - p[2], Wp - p[1] - p[3]), np.float32), p, 0.0)
-    count = pool2d({**attrs, "kind": "avg", "count_include_pad": True}, {}, [ones])
-    return y / (count * np.float32(kh * kw))
+    # ONNX's default: divide by the number of pixels inside the image (pooled ones mask)
+    ones = np.ones((1, 1, Hp - p[0] - p[2], Wp - p[1] - p[3]), np.float32)
+    inside = pool2d({**attrs, "kind": "avg", "count_include_pad": True}, {}, [ones])
+    return y / (inside * np.float32(kh * kw))
 
 
 def _global_spec(attrs: dict, ins: list[Shape]):
