@@ -105,6 +105,7 @@ def split_image_prelude(model, data_vi, image_height: int | None):
             f"values{where}; a prelude must hand one [N, C, H, W] tensor to the sequence part")
     cut = cuts[0]
     _fold_affine_into_conv(pb, cut)
+    _fuse_hard_swish(pb, cut)
     doc = {"input": {"name": data_vi.name, "channels": C, "height": H},
            "nodes": pb.nodes, "output": cut}
     try:
@@ -191,3 +192,54 @@ def convert_with_prelude(model, data_vi, image_height, fix, state, errors: list,
     return b, meta, warnings + [f"the image ops up to {info['cut']!r} run once per run() call as "
                                 f"a prelude of {info['prelude_nodes']} whole-image ops: the model "
                                 "does not stream"]
+
+
+def _fuse_hard_swish(pb: PreludeBuilder, keep: str) -> None:
+    """x * clip(x + 3, 0, 6) / 6 as exported by PaddlePaddle (Add, Clip, Mul, Div: four
+    passes over the image and three temporaries) becomes one Act2d hard_swish. Measured on
+    PP-OCRv2's recogniser at width 320: 27 of them, ~4 passes each."""
+    readers: dict[str, list] = {}
+    for n in pb.nodes:
+        for v in n["inputs"]:
+            readers.setdefault(v, []).append(n)
+    t = pb.tensors
+
+    def affine(n, scale, shift) -> bool:
+        w = n["weights"]
+        if n["op"] != "ChannelAffine2d":
+            return False
+        for role, want in (("scale", scale), ("shift", shift)):
+            if (role in w) != (want is not None):
+                return False
+            if want is not None and not np.allclose(t[w[role]], want, rtol=0, atol=1e-7):
+                return False
+        return True
+
+    def only_reader(v: str):
+        r = readers.get(v, [])
+        return r[0] if len(r) == 1 and v != keep else None
+    drop = set()
+    for add in pb.nodes:
+        if id(add) in drop or not affine(add, None, 3.0):
+            continue
+        x = add["inputs"][0]
+        clip = only_reader(add["outputs"][0])
+        if clip is None or clip["op"] != "Act2d" or clip["attrs"].get("kind") != "clip" \
+                or clip["attrs"].get("alpha") != 0.0 or clip["attrs"].get("beta") != 6.0:
+            continue
+        mul = only_reader(clip["outputs"][0])
+        if mul is None or mul["op"] != "Binary2d" or mul["attrs"].get("kind") != "mul" \
+                or sorted(mul["inputs"]) != sorted([x, clip["outputs"][0]]):
+            continue
+        div = only_reader(mul["outputs"][0])
+        if div is None or not affine(div, 1 / 6, None):
+            continue
+        for n in (add, clip, mul):
+            drop.add(id(n))
+        for role in div["weights"].values():
+            t.pop(role, None)
+        for role in add["weights"].values():
+            t.pop(role, None)
+        div.update(op="Act2d", inputs=[x], weights={},
+                   attrs={"kind": "hard_swish", "alpha": 0.0, "beta": 0.0})
+    pb.nodes[:] = [n for n in pb.nodes if id(n) not in drop]

@@ -104,11 +104,11 @@ def test_prelude_structure(converted):
     m, rep, _, _ = converted
     pre = m.graph.prelude
     ops = [nd.op for nd in pre.nodes]
-    assert ops[0] == "Conv2d" and "ChannelAffine2d" in ops and "GlobalPool2d" in ops
-    assert ops.count("Conv2d") == 4 and ops[-1] == "Pool2d"
-    # the BatchNormalization and the SE conv's bias Add were folded into their convs: the
-    # affine maps left are hard-swish's + 3 and / 6
-    assert ops.count("ChannelAffine2d") == 2
+    # the BatchNormalization and the SE conv's bias Add were folded into their convs, and
+    # Add 3 / Clip 0..6 / Mul / Div 6 became one hard_swish
+    assert ops == ["Conv2d", "Act2d", "GlobalPool2d", "Conv2d", "Act2d", "Conv2d", "Act2d",
+                   "Binary2d", "Conv2d", "Pool2d"], ops
+    assert pre.nodes[1].attrs["kind"] == "hard_swish"
     assert m.input_shape == (3, HEIGHT, None)
     assert not m.streamable and m.provenance["onnx"]["prelude"]["cut"] == "pool"
     assert any("prelude" in w for w in rep.warnings)
