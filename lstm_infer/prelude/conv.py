@@ -52,7 +52,8 @@ def conv2d(attrs: dict, weights: dict, ins: list[np.ndarray]) -> np.ndarray:
         y = np.matmul(W.reshape(M, C), x.reshape(B, C, Hp * Wp)).reshape(B, M, Ho, Wo)
     elif g == C and Cg == 1:
         # depthwise: each tap is one multiply-add over the whole tensor (k*k passes beat
-        # an im2col copy of k*k times the input for 3x3/5x5 kernels)
+        # an im2col copy of k*k times the input for 3x3/5x5 kernels; and a Numba loop:
+        # 0.96 vs 2.8 ms for 64 channels 16x160 3x3, 1.6 vs 2.9 ms for 256 channels 4x80 5x5)
         mult = M // C
         xs = np.repeat(x, mult, axis=1) if mult > 1 else x
         y = np.zeros((B, M, Ho, Wo), np.float32)
