@@ -35,8 +35,8 @@ def image_input_layout(data_vi, image_height: int | None) -> tuple[int, int] | N
     if image_height is None:
         raise ConversionError(
             f"the data input {data_vi.name!r} {dims} is an image whose height the file leaves "
-            "open; give it: convert_onnx(..., image_height=32) (lstm-infer convert "
-            "--image-height 32), the height the model was trained on")
+            "open; give the height the model was trained on: convert_onnx(..., image_height=32) "
+            "(the CLI has no option for it yet)")
     if not isinstance(image_height, int) or image_height < 1:
         raise ConversionError(f"image_height must be a positive integer, got {image_height!r}")
     return int(dims[1]), image_height
