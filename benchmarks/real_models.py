@@ -19,7 +19,9 @@ the per-round medians, p99 over all calls; ratios are onnxruntime / lstm-infer (
 lstm-infer is faster). Before timing, the max abs difference of every output over those
 frames, streamed with the state carried, is recorded, and that of the final state (with the
 state's scale: an LSTM cell state is unbounded). A model that
-is unavailable, does not convert or does not stream is listed with the reason.
+is unavailable, does not convert or does not stream is listed with the reason. A model
+whose file has an image prelude (a CRNN, run() only) is timed per image instead: `run()` on
+one image of width 320 against `session.run`, same thread settings, interleaved rounds.
 
 Writes benchmarks/results/real_models.json and .md (not committed). Standalone rather than
 a section of benchmarks/run.py: it needs the corpus (downloads) and its own models.
@@ -139,7 +141,7 @@ def bench_model(cm, frames: int, timing: TimingConfig, workdir: str, log=print) 
     out = os.path.join(workdir, f"{cm.name}.lstm")
     t0 = time.perf_counter()
     try:  # as a user would: verified against onnxruntime (raises when they disagree)
-        report = convert_onnx(path, out)
+        report = convert_onnx(path, out, **dict(cm.options))
     except Exception as e:  # every failure is a row of the report, never a crash of the run
         return {**row, "status": "does not convert", "reason": _first_line(e)}
     row["convert_s"] = time.perf_counter() - t0
@@ -149,6 +151,8 @@ def bench_model(cm, frames: int, timing: TimingConfig, workdir: str, log=print) 
     meta = m.provenance["onnx"]
     row.update(input_size=m.input_size, output_size=m.output_size, frame_call=bool(meta.get("frame_call")),
                state=[f"{s['input']}->{s['output']}" for s in meta["state"]], layers=m.summary())
+    if m.graph.prelude is not None:
+        return _bench_images(row, m, path, timing, log)
     if not m.streamable:
         return {**row, "status": "does not stream",
                 "reason": "converted; runs whole sequences with run() only (e.g. a bidirectional "
@@ -190,6 +194,41 @@ def bench_model(cm, frames: int, timing: TimingConfig, workdir: str, log=print) 
     return row
 
 
+IMAGE_WIDTH = 320  # PP-OCR's recogniser input width (rec_image_shape 3,32,320)
+
+
+def _bench_images(row: dict, m, path: str, timing: TimingConfig, log) -> dict:
+    """A model with an image prelude runs whole images with run() only: time run() on one
+    image against session.run on the same image (the per-frame columns stay empty)."""
+    import onnxruntime as ort
+
+    from .engines import ort_session_options
+    pre = m.graph.prelude
+    row = {**row, "status": "run() only",
+           "reason": "converted; whole-image CNN prelude, so it does not stream (no per-frame "
+                     f"figures); run() on one {pre.channels}x{pre.height}x{IMAGE_WIDTH} image "
+                     "vs onnxruntime session.run"}
+    x = np.random.default_rng(0).uniform(-1, 1, (1, pre.channels, pre.height, IMAGE_WIDTH)
+                                         ).astype(np.float32)
+    sess = ort.InferenceSession(path, ort_session_options(), providers=["CPUExecutionProvider"])
+    name = m.provenance["onnx"]["prelude"]["image_input"]
+    ref = sess.run(None, {name: x})[0]
+    row["max_abs_error_all"] = float(np.max(np.abs(m.run(x) - ref)))
+    cfg = TimingConfig(rounds=timing.rounds, budget_s=1.0, min_calls=5, max_calls=200,
+                       warmup_s=0.2, warmup_calls=3)
+    jobs = [Job("lstm-infer", lambda: m.run, [x], _null),
+            Job("onnxruntime", lambda: (lambda a: sess.run(None, {name: a})), [x], _null)]
+    stats = {k: summarize(v) for k, v in interleaved(jobs, cfg).items()}
+    for st in stats.values():
+        st.pop("round_medians", None)
+    ratio = stats["onnxruntime"]["median"] / stats["lstm-infer"]["median"]
+    row.update(run_stats=stats, run_ratio=ratio)
+    log(f"  {row['model']}: run() {stats['lstm-infer']['median'] / 1e3:.1f} ms vs onnxruntime "
+        f"{stats['onnxruntime']['median'] / 1e3:.1f} ms per image: {ratio:.2f}x; max abs error "
+        f"{row['max_abs_error_all']:.1e}")
+    return row
+
+
 class _null:
     def __enter__(self):
         return self
@@ -212,6 +251,12 @@ def markdown(res: dict) -> str:
              "| ratio median | ratio p99 | max abs error | final state | target |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
+        if r.get("run_stats"):
+            a, o = r["run_stats"]["lstm-infer"], r["run_stats"]["onnxruntime"]
+            lines.append(f"| {r['model']} | {r['status']}: {r['reason']}: {a['median'] / 1e3:.1f} ms "
+                         f"vs {o['median'] / 1e3:.1f} ms, {r['run_ratio']:.2f}x (max abs error "
+                         f"{r['max_abs_error_all']:.1e}) | | | | | | | |")
+            continue
         if r["status"] != "ok":
             lines.append(f"| {r['model']} | {r['status']}: {r.get('reason', '')} | | | | | | | |")
             continue

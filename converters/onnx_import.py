@@ -189,9 +189,10 @@ def _refuse_unrolled(dims: list, t: int, errors: list) -> None:
                                   "would not be a streaming model of this recurrence.)")
 
 
-def convert_graph(model, fix: dict | None = None,
-                  state: list | None = None) -> tuple[GraphBuilder, dict, list[str]]:
-    """Convert an ONNX ModelProto; returns (GraphBuilder, onnx metadata, warnings)."""
+def convert_graph(model, fix: dict | None = None, state: list | None = None,
+                  image_height: int | None = None) -> tuple[GraphBuilder, dict, list[str]]:
+    """Convert an ONNX ModelProto; returns (GraphBuilder, onnx metadata, warnings).
+    `image_height`: for an image input [N, C, H, W] whose height the file leaves open."""
     fix = dict(fix or {})
     state = [tuple(p) for p in (state or [])]
     model, quant_notes = fold_dynamic_matmuls(model)
@@ -236,6 +237,11 @@ def convert_graph(model, fix: dict | None = None,
                     f"internal error in the ONNX converter while building the graph's outputs "
                     f"({type(e).__name__}: {e}); this is a bug in lstm-infer, not in the model: "
                     "please report it with the model file")))
+        # an image model whose CNN output width becomes time (a CRNN)?
+        from .onnx_prelude import convert_with_prelude
+        res = convert_with_prelude(model, data_vi, image_height, fix, state, errors, convert_graph)
+        if res is not None:
+            return res
         # no axis can be time: a graph taking one frame per call (state in and out)?
         from .onnx_frames import try_frame_call
         res = try_frame_call(model, data_vi, fix, state, errors, _finish)
@@ -253,22 +259,27 @@ def convert_graph(model, fix: dict | None = None,
 
 # ---- public entry points ------------------------------------------------------------------
 def _verifier(m):
-    """verify_model, or verify_frames for a graph taking one frame per call."""
+    """verify_model, verify_frames for a graph taking one frame per call, verify_images for
+    a model with an image prelude."""
     from .onnx_frames import is_frame_call, verify_frames
     from .onnx_verify import verify_model
+    if m.graph.prelude is not None:
+        from .onnx_prelude_verify import verify_images
+        return verify_images
     return verify_frames if is_frame_call(m) else verify_model
 
 
 def convert_onnx(src: Any, path: str | os.PathLike, dtype: str = "fp32", verify: bool = True,
                  state: list | None = None, fix: dict | None = None,
-                 **options) -> ConversionReport:
-    """Convert an ONNX file (or ModelProto) to a `.lstm` file; verifies against onnxruntime."""
+                 image_height: int | None = None, **options) -> ConversionReport:
+    """Convert an ONNX file (or ModelProto) to a `.lstm` file; verifies against onnxruntime.
+    `image_height`: the height of an image input the file leaves open (a CRNN's)."""
     if dtype != "fp32":
         raise ConversionError(f"dtype {dtype!r}: this version writes fp32 only")
     if options:
         raise TypeError(f"convert_onnx got unknown options {sorted(options)}")
     model = load_onnx(src)
-    b, meta, warnings = convert_graph(model, fix=fix, state=state)
+    b, meta, warnings = convert_graph(model, fix=fix, state=state, image_height=image_height)
     src_path = os.fspath(src) if isinstance(src, (str, os.PathLike)) else None
     b.save(path, source=src_path, converter="lstm_infer.onnx", onnx=meta)
     import lstm_infer

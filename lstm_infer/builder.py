@@ -34,6 +34,18 @@ class GraphBuilder:
         self.outputs: list[dict] = []
         self.tensors: dict[str, np.ndarray] = {}
         self._names: set[str] = set()
+        self.prelude: dict | None = None
+
+    def set_prelude(self, doc: dict, tensors: dict[str, np.ndarray]) -> None:
+        """Whole-image ops run before the per-step graph (docs/FORMAT.md, "The prelude"):
+        `doc` names its weights by tensor name; the file then needs format version 2."""
+        for name in tensors:
+            if name in self.tensors:
+                raise ValueError(f"prelude tensor {name!r} exists already")
+        self.prelude = doc
+        self.tensors.update({k: np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+                             for k, v in tensors.items()})
+        parse_graph(self.document(), self.tensors)
 
     def add_input(self, name: str, size: int) -> str:
         """Another per-step data input; the model takes the inputs concatenated in the order
@@ -85,7 +97,10 @@ class GraphBuilder:
     def document(self) -> dict:
         outs = self.outputs or ([{"name": self.nodes[-1]["outputs"][0]}] if self.nodes
                                 else [{"name": self.inputs[0]["name"]}])
-        return {"inputs": self.inputs, "outputs": outs, "nodes": self.nodes}
+        doc = {"inputs": self.inputs, "outputs": outs, "nodes": self.nodes}
+        if self.prelude is not None:
+            doc["prelude"] = self.prelude
+        return doc
 
     def save(self, path: str | os.PathLike, source: str | None = None, converter: str = "",
              **extra: Any) -> None:

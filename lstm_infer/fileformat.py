@@ -18,7 +18,11 @@ import numpy as np
 from .errors import ModelFormatError
 
 FORMAT_NAME = "lstm-infer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # newest version this build reads
+# Version 2 adds the graph's optional "prelude" (whole-image ops, run() only). Files
+# without one are still written as version 1 so older readers keep reading them; a file
+# with one is version 2, which older readers refuse instead of ignoring the prelude.
+PRELUDE_VERSION = 2
 ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 _PAD_PREFIX = "__pad__."
@@ -93,7 +97,7 @@ def write_model(
     data = b"".join(chunks)
     header["__metadata__"] = {
         META_FORMAT: FORMAT_NAME,
-        META_VERSION: str(FORMAT_VERSION),
+        META_VERSION: str(PRELUDE_VERSION if graph.get("prelude") is not None else 1),
         META_GRAPH: json.dumps(graph, separators=(",", ":")),
         META_PROVENANCE: json.dumps(dict(provenance or {}), separators=(",", ":")),
     }
@@ -218,6 +222,9 @@ def read_model(path: str | os.PathLike, verify_checksum: bool = True) -> RawMode
         raise _fail(p, f"graph metadata missing or not JSON ({e})") from e
     if not isinstance(graph, dict) or not isinstance(provenance, dict):
         raise _fail(p, "graph or provenance metadata is not a JSON object")
+    if graph.get("prelude") is not None and version < PRELUDE_VERSION:
+        raise _fail(p, f"the graph has a prelude, which needs format version {PRELUDE_VERSION}, "
+                       f"but the file says version {version}")
 
     raw = np.frombuffer(buf, dtype=np.uint8, count=data_len, offset=data_start)
     tensors: dict[str, np.ndarray] = {}

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import ModelFormatError, SpecError
 from .ops import OPS
 from .ops.base import integer
+from .prelude.graph import Prelude, parse_prelude
 
 @dataclass
 class Node:
@@ -43,10 +44,11 @@ class Graph:
     nodes: list[Node]
     sizes: dict[str, int]  # value name -> feature size
     output_labels: list[str] = field(default_factory=list)  # user-facing names, in order
+    prelude: Prelude | None = None  # whole-image ops before the per-step nodes (run() only)
 
     @property
     def streamable(self) -> bool:
-        return not self.reverse_nodes
+        return self.prelude is None and not self.reverse_nodes
 
     @property
     def reverse_nodes(self) -> list[str]:
@@ -55,7 +57,8 @@ class Graph:
                 if (n.is_recurrent and n.attrs.get("reverse")) or OPS[n.op].sequence_only]
 
     def param_count(self) -> int:
-        return sum(node_params(n) for n in self.nodes)
+        pre = self.prelude.param_count() if self.prelude is not None else 0
+        return pre + sum(node_params(n) for n in self.nodes)
 
 
 def node_params(node: Node) -> int:
@@ -189,4 +192,5 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         labels.append(_name(spec.get("label", name), "output label"))
     if len(set(labels)) != len(labels):
         raise SpecError(f"graph output labels are not unique: {labels}")
-    return Graph(inputs, outputs, nodes, sizes, labels)
+    prelude = None if doc.get("prelude") is None else parse_prelude(doc["prelude"], tensors, inputs)
+    return Graph(inputs, outputs, nodes, sizes, labels, prelude)

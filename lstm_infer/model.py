@@ -68,6 +68,14 @@ class Model:
         return self.plan.output_size
 
     @property
+    def input_shape(self) -> tuple:
+        """Shape of one time step's input; for a model with a prelude, of one image
+        (channels, height, None): its width is free and becomes the time axis."""
+        if self.graph.prelude is not None:
+            return self.graph.prelude.image_shape
+        return (self.input_size,)
+
+    @property
     def input_names(self) -> list[str]:
         """Names of the per-step inputs; a model with several takes a dict name -> array
         (or the inputs concatenated in this order)."""
@@ -108,6 +116,10 @@ class Model:
 
     def warmup(self) -> None:
         """Load (or compile) every kernel this model uses by running it once on zeros."""
+        if self.graph.prelude is not None:
+            pre = self.graph.prelude
+            self.run(np.zeros((pre.channels, pre.height, pre.min_width), np.float32))
+            return
         x = np.zeros((2, self.input_size), np.float32)
         self.run(x)
         if self.streamable:
@@ -125,32 +137,61 @@ class Model:
     # ---- whole sequences -----------------------------------------------------------
     def run(self, X, lengths=None, on_nonfinite: str = "raise") -> Output:
         """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O). A model with
-        several inputs takes a dict name -> (T, I_k) / (B, T, I_k) arrays.
+        several inputs takes a dict name -> (T, I_k) / (B, T, I_k) arrays. A model with a
+        prelude takes images: (B, C, H, W) -> (B, T, O), or (C, H, W) -> (T, O).
 
         `lengths` (B,) gives per-sequence lengths (ONNX sequence_lens): recurrent layers stop
         at lengths[b] and output zeros after it; reverse layers start at lengths[b] - 1.
         """
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+        if self.graph.prelude is not None:
+            return self._run_images(X, lengths, on_nonfinite)
         X = as_float32(pack_inputs(X, self.graph.inputs, "X"), "X")
         I = self.input_size
         if X.ndim not in (2, 3) or X.shape[-1] != I:
             raise shape_error("X", f"(T, {I}) or (B, T, {I})", X.shape)
         if X.shape[-2] == 0 or X.size == 0:
             raise ValueError(f"X has shape {X.shape}: an empty sequence, nothing to run")
-        if on_nonfinite not in ON_NONFINITE:
-            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
         if on_nonfinite == "raise" and not np.isfinite(X).all():
             raise ValueError("X contains NaN or Inf (pass on_nonfinite='propagate' to allow it)")
         batched = X.ndim == 3
-        T = X.shape[-2]
-        B = X.shape[0] if batched else 1
-        lens = _check_lengths(lengths, B, T)
+        lens = _check_lengths(lengths, X.shape[0] if batched else 1, X.shape[-2])
         xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
+        return self._run_sequence(xt, lens, batched)
+
+    def _run_images(self, X, lengths, on_nonfinite: str) -> Output:
+        """The prelude on whole images, then the per-step graph on its (T, B, F) output."""
+        pre = self.graph.prelude
+        X = as_float32(X, "X")
+        C, H = pre.channels, pre.height
+        if X.ndim not in (3, 4) or X.shape[-3:-1] != (C, H):
+            raise shape_error("X", f"images (B, {C}, {H}, W) or one image ({C}, {H}, W)", X.shape)
+        if X.size == 0:
+            raise ValueError(f"X has shape {X.shape}: no image to run")
+        if lengths is not None:
+            raise ValueError("lengths is not supported for a model that takes images (its "
+                             "sequence length comes from the image width)")
+        if on_nonfinite == "raise" and not np.isfinite(X).all():
+            raise ValueError("X contains NaN or Inf (pass on_nonfinite='propagate' to allow it)")
+        batched = X.ndim == 4
+        xt = pre.run(np.ascontiguousarray(X if batched else X[None]))
+        return self._run_sequence(xt, np.full(xt.shape[1], xt.shape[0], np.int64), batched)
+
+    def _run_sequence(self, xt: np.ndarray, lens: np.ndarray, batched: bool) -> Output:
+        """The per-step graph over a (T, B, I) sequence, node by node (lstm_infer/sequence.py)."""
         y = run_graph(self.plan, self.graph, xt, lens)
         y = y.transpose(1, 0, 2) if batched else y[:, 0, :]
         return self._split(np.ascontiguousarray(y))
 
     # ---- streaming -----------------------------------------------------------------
     def _check_streamable(self) -> None:
+        if self.graph.prelude is not None:
+            raise NotStreamableError(
+                "this model cannot stream one step at a time: it starts with a prelude of "
+                "whole-image ops (2-D convolutions and pools over the image, padded along its "
+                "width) whose output width becomes the time axis, so every time step depends on "
+                "the whole image; use run() on whole images")
         if not self.streamable:
             raise NotStreamableError(
                 "this model cannot stream one step at a time: "

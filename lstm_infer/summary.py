@@ -66,11 +66,17 @@ def format_summary(model: Any) -> str:
              + (f", {model.file_size:,} bytes" if model.file_size else "")
              + (f" (weights {model.compression_ratio():.2f}x smaller than fp32)"
                 if model.dtype != "fp32" else "")]
+    if g.prelude is not None:
+        pre = g.prelude
+        lines.append(f"  prelude: images ({pre.channels}, {pre.height}, W >= {pre.min_width}) -> "
+                     f"{len(pre.nodes)} whole-image ops -> sequence of {model.input_size} per step "
+                     f"{pre.param_count():>10,} params")
     for n in g.nodes:
         d = describe_node(g, n)
         lines.append(f"  {d['name']:<24} {d['text']:<36} {d['parameters']:>10,} params")
     lines.append("  streamable: " + ("yes" if model.streamable else
-                                     f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
+                                     "no (a whole-image prelude: run() only)" if g.prelude is not None
+                                     else f"no (needs whole sequences: {', '.join(g.reverse_nodes)})"))
     if model.provenance.get("source"):
         lines.append(f"  source: {model.provenance['source']} via "
                      f"{model.provenance.get('converter', '?')}")

@@ -136,3 +136,10 @@ def test_one_errors_module_per_package(pkg):
                     for b in node.bases):
                 defined.append(f"{name}.{node.name}")
     assert not defined, f"exception types outside {pkg}/errors.py: {defined}"
+
+
+def test_every_prelude_op_is_documented():
+    from lstm_infer.prelude import PRELUDE_OPS
+    fmt = open(os.path.join(ROOT, "docs", "FORMAT.md")).read()
+    for name in sorted(PRELUDE_OPS):
+        assert re.search(rf"\| `{name}` \|", fmt), f"prelude op {name} has no row in docs/FORMAT.md"

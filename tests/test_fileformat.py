@@ -160,7 +160,7 @@ def _hostile(model_file, tmp_path):
         "shape_negative": lambda h: tensor(h).__setitem__("shape", [-4, 24]),
         "bad_dtype": lambda h: tensor(h).__setitem__("dtype", "F64X"),
         "overlap": lambda h: tensor(h).__setitem__("data_offsets", [0, tensor(h)["data_offsets"][1] - tensor(h)["data_offsets"][0]]),
-        "newer_version": lambda h: h["__metadata__"].__setitem__("lstm_infer.format_version", "2"),
+        "newer_version": lambda h: h["__metadata__"].__setitem__("lstm_infer.format_version", "3"),
         "not_ours": lambda h: h["__metadata__"].pop("lstm_infer.format"),
         "graph_not_json": lambda h: h["__metadata__"].__setitem__("lstm_infer.graph", "{nodes"),
         "hidden_size_lies": graph_edit(lambda g: g["nodes"][0]["attrs"].__setitem__("hidden_size", 4096)),
@@ -193,7 +193,7 @@ def test_hostile_headers_rejected(model_file, tmp_path):
 
 def test_error_messages_are_specific(model_file, tmp_path):
     paths = {p.stem: p for p in _hostile(model_file, tmp_path)}
-    for stem, pattern in [("newer_version", "version 2 is newer.*upgrade"),
+    for stem, pattern in [("newer_version", "version 3 is newer.*upgrade"),
                           ("offset_past_end", "outside"),
                           ("shape_lies", "needs .* bytes"),
                           ("unknown_op", "unknown op 'Attention'"),

@@ -9,10 +9,10 @@ from typing import Callable
 HANDLERS: dict[str, Callable] = {}
 # Ops accepted only when every input is a constant (shape arithmetic, conditions of If).
 FOLD_ONLY = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or",
-             "Xor", "Range", "Floor", "Ceil", "Round", "Sign", "Mod", "NonZero", "Tile", "ReduceProd",
+             "Xor", "Range", "Floor", "Ceil", "Round", "Sign", "Mod", "NonZero", "ReduceProd",
              "ArgMax", "ArgMin", "TopK", "CumSum", "Trilu", "IsNaN", "IsInf", "EyeLike", "OneHot"}
 # Ops whose converter runs even on constant inputs when those hold symbolic sizes.
-SYMBOLIC = {"ConstantOfShape", "Expand", "Shape", "Size", "If", "Constant"}
+SYMBOLIC = {"ConstantOfShape", "Expand", "Tile", "Shape", "Size", "If", "Constant"}
 
 
 def op(*names: str) -> Callable[[Callable], Callable]:

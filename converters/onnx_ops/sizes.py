@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..onnx_fold import as_ints, tensor_to_array
+from ..errors import OnnxConversionError
 from ..onnx_graph import READ_ANY, OnnxValue
 from ..onnx_sym import AxisError, Dim, Dyn, broadcast_axes, dims_product
 from .common import const_dyn, dims_to_axes, ints, is_val, move, sym_const
@@ -74,3 +75,30 @@ def _expand(ctx, node, ins, a):
     if not is_val(x):
         x = OnnxValue(const_dyn(x))
     return [move(x, f)]
+
+
+@op("Tile")
+def _tile(ctx, node, ins, a):
+    """Tile by repeat counts that may be symbolic (PaddlePaddle's fill_constant_batch_size_like
+    tiles a zero state by [batch, 1, 1]): an axis of size 1 tiled by a symbolic count is an
+    Expand to that size; fixed counts tile the constant here."""
+    x, reps = ins
+    r = ints(reps, "Tile repeats")
+    if isinstance(x, OnnxValue):
+        raise OnnxConversionError("Tile of per-step data is not supported (only of constants)")
+    arr = np.asarray(x)
+    if len(r) != arr.ndim:
+        raise OnnxConversionError(f"Tile repeats {len(r)} values for a rank-{arr.ndim} tensor")
+    fixed = [1 if isinstance(k, Dim) else int(k) for k in r]
+    arr = np.tile(arr, fixed)
+    if not any(isinstance(k, Dim) for k in r):
+        return [arr]
+    dims = []
+    for k, n in zip(r, arr.shape):
+        if isinstance(k, Dim) and n != 1:
+            raise OnnxConversionError(f"Tile by a symbolic count {k!r} of an axis of size {n} "
+                                      "(only size-1 axes can be tiled to the batch/sequence size)")
+        dims.append(k if isinstance(k, Dim) else int(n))
+    shape = np.empty(len(dims), dtype=object)
+    shape[:] = dims
+    return _expand(ctx, node, [arr, shape], {})
