@@ -27,8 +27,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class GraphBuilder:
-    def __init__(self, input_name: str, input_size: int):
-        self.inputs = [{"name": input_name, "size": int(input_size)}]
+    def __init__(self, input_name: str, input_size: int, shape: tuple | None = None):
+        """`shape`: the per-step shape of a multi-dimensional input (a frame), if any."""
+        self.inputs = [{"name": input_name, "size": int(input_size),
+                        **({"shape": [int(d) for d in shape]} if shape else {})}]
         self.sizes = {input_name: int(input_size)}
         self.nodes: list[dict] = []
         self.outputs: list[dict] = []
@@ -90,9 +92,11 @@ class GraphBuilder:
         self.sizes[out] = g.sizes[out]
         return out
 
-    def output(self, value: str, name: str | None = None) -> None:
+    def output(self, value: str, name: str | None = None, shape: tuple | None = None) -> None:
+        """`shape`: the per-step shape of a multi-dimensional output (a frame), if any."""
         self.outputs.append({"name": value, "size": self.sizes[value],
-                             **({"label": name} if name else {})})
+                             **({"label": name} if name else {}),
+                             **({"shape": [int(d) for d in shape]} if shape else {})})
 
     def document(self) -> dict:
         outs = self.outputs or ([{"name": self.nodes[-1]["outputs"][0]}] if self.nodes

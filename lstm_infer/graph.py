@@ -45,6 +45,8 @@ class Graph:
     sizes: dict[str, int]  # value name -> feature size
     output_labels: list[str] = field(default_factory=list)  # user-facing names, in order
     prelude: Prelude | None = None  # whole-image ops before the per-step nodes (run() only)
+    # value name -> per-step shape of a multi-dimensional graph input/output (a frame)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def streamable(self) -> bool:
@@ -74,6 +76,21 @@ def _name(v: Any, what: str) -> str:
     return v
 
 
+def _frame_shape(spec: dict, name: str, n: int, shapes: dict) -> None:
+    """An optional per-step `shape` of a graph input/output (a frame, e.g. [64, 64, 1]):
+    flattened row-major it is the value, so its product must be the size."""
+    shape = spec.get("shape")
+    if shape is None:
+        return
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+        raise SpecError(f"shape of {name!r} must be a list of 1-8 integers, got {shape!r}")
+    dims = tuple(integer({"dim": d}, "dim") for d in shape)
+    if int(np.prod(dims)) != n:
+        raise SpecError(f"shape {list(dims)} of {name!r} holds {int(np.prod(dims))} values, "
+                        f"but its size is {n}")
+    shapes[name] = dims
+
+
 def parse_graph(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
     """Check a graph document against its tensors; return a Graph with float32 weights."""
     try:
@@ -93,6 +110,7 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
     if not doc["outputs"] or len(doc["nodes"]) > 10000:
         raise SpecError("graph needs 1+ outputs and at most 10000 nodes")
     sizes: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     inputs = []
     for spec in doc["inputs"]:
         if not isinstance(spec, dict):
@@ -102,6 +120,7 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
             raise SpecError(f"graph input {name!r} is listed twice")
         sizes[name] = integer(spec, "size")
         inputs.append((name, sizes[name]))
+        _frame_shape(spec, name, sizes[name], shapes)
     nodes: list[Node] = []
     seen_nodes: set[str] = set()
     for nd in doc["nodes"]:
@@ -189,8 +208,9 @@ def _parse(doc: Any, tensors: dict[str, np.ndarray]) -> Graph:
         if spec.get("size", sizes[name]) != sizes[name]:
             raise SpecError(f"graph output {name!r} declares size {spec.get('size')}, graph gives {sizes[name]}")
         outputs.append((name, sizes[name]))
+        _frame_shape(spec, name, sizes[name], shapes)
         labels.append(_name(spec.get("label", name), "output label"))
     if len(set(labels)) != len(labels):
         raise SpecError(f"graph output labels are not unique: {labels}")
     prelude = None if doc.get("prelude") is None else parse_prelude(doc["prelude"], tensors, inputs)
-    return Graph(inputs, outputs, nodes, sizes, labels, prelude)
+    return Graph(inputs, outputs, nodes, sizes, labels, prelude, shapes)

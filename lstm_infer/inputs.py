@@ -53,3 +53,12 @@ def pack_inputs(x, inputs: list[tuple[str, int]], what: str):
         raise ValueError(f"the inputs of {what} differ in their leading (time/batch) shapes: "
                          + ", ".join(f"{n} {p.shape}" for (n, _), p in zip(inputs, parts)))
     return np.concatenate(parts, axis=-1)
+
+
+def flatten_frames(x: np.ndarray, frame: tuple | None) -> np.ndarray:
+    """Steps given in a model's per-step shape (x (..., *frame)) as flat vectors (..., size);
+    anything else passes through (checked as the flat form). DESIGN.md: multi-dimensional
+    per-step inputs are taken shaped or flattened."""
+    if frame is None or len(frame) < 2 or x.ndim < len(frame) or x.shape[x.ndim - len(frame):] != frame:
+        return x
+    return x.reshape(x.shape[:x.ndim - len(frame)] + (int(np.prod(frame)),))

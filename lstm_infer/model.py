@@ -7,7 +7,7 @@ import numpy as np
 from .errors import NotStreamableError
 from .fileformat import read_model
 from .graph import Graph, parse_graph
-from .inputs import ON_NONFINITE, Output, as_float32, pack_inputs, shape_error
+from .inputs import ON_NONFINITE, Output, as_float32, flatten_frames, pack_inputs, shape_error
 from .plan import Plan, build_plan
 from .sequence import run_graph
 from .stream import Stream, StreamPool
@@ -69,11 +69,27 @@ class Model:
 
     @property
     def input_shape(self) -> tuple:
-        """Shape of one time step's input; for a model with a prelude, of one image
-        (channels, height, None): its width is free and becomes the time axis."""
+        """Shape of one time step's input: a frame's shape when the file records one (e.g.
+        (64, 64, 1) for ConvLSTM2D), else (input_size,); for a model with a prelude, of one
+        image (channels, height, None): its width is free and becomes the time axis."""
         if self.graph.prelude is not None:
             return self.graph.prelude.image_shape
-        return (self.input_size,)
+        return self._frame or (self.input_size,)
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of one time step's output: a frame's shape when the file records one (a
+        ConvLSTM's (Ho, Wo, filters)), else (output_size,). Outputs are returned flat."""
+        outs = self.graph.outputs
+        if len(outs) == 1 and outs[0][0] in self.graph.shapes:
+            return self.graph.shapes[outs[0][0]]
+        return (self.output_size,)
+
+    @property
+    def _frame(self) -> tuple | None:
+        """The recorded per-step input shape of a one-input model, if any."""
+        ins = self.graph.inputs
+        return self.graph.shapes.get(ins[0][0]) if len(ins) == 1 else None
 
     @property
     def input_names(self) -> list[str]:
@@ -147,10 +163,14 @@ class Model:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
         if self.graph.prelude is not None:
             return self._run_images(X, lengths, on_nonfinite)
-        X = as_float32(pack_inputs(X, self.graph.inputs, "X"), "X")
+        X = flatten_frames(as_float32(pack_inputs(X, self.graph.inputs, "X"), "X"), self._frame)
         I = self.input_size
         if X.ndim not in (2, 3) or X.shape[-1] != I:
-            raise shape_error("X", f"(T, {I}) or (B, T, {I})", X.shape)
+            want = f"(T, {I}) or (B, T, {I})"
+            if self._frame is not None:
+                dims = ", ".join(map(str, self._frame))
+                want = f"(T, {dims}) or (B, T, {dims}), or flattened {want}"
+            raise shape_error("X", want, X.shape)
         if X.shape[-2] == 0 or X.size == 0:
             raise ValueError(f"X has shape {X.shape}: an empty sequence, nothing to run")
         if on_nonfinite == "raise" and not np.isfinite(X).all():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import ON_NONFINITE, Output, as_float32, nonfinite_error, pack_inputs, shape_error
+from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite_error, pack_inputs,
+                     shape_error)
 from .kernels.interpreter import step_one, step_sequence, step_streams
 from .ops.embedding import bad_id_error
 from .sequence import chunkable, run_graph
@@ -42,6 +43,12 @@ class _StateBox:
     def _refused(self, code: int, x: np.ndarray, what: str) -> ValueError:
         """The error for a step kernel's return code (1 NaN/Inf, 2 a bad token id)."""
         return nonfinite_error(what) if code == 1 else bad_id_error(self.model.graph, x, what)
+
+    def _expected(self, lead: str) -> str:
+        """The accepted input shapes, with leading axes `lead` ("T, "), for an error."""
+        flat = f"({lead}{self.input_size}{'' if lead else ','})"
+        frame = self.model._frame
+        return flat if frame is None else f"({lead}{', '.join(map(str, frame))}) or {flat}"
 
     def _state_view(self, s, rows=slice(None)):
         return self._mem[rows, s.offset:s.offset + s.size]
@@ -82,16 +89,18 @@ class Stream(_StateBox):
     def _as_step_input(self, x) -> np.ndarray:
         """Any accepted form of one step's input (dict of named inputs, lists, other dtypes)
         as a C-contiguous float32 (I,) vector, or the error saying what was expected."""
-        x = as_float32(pack_inputs(x, self.model.graph.inputs, "x"), "x")
+        x = flatten_frames(as_float32(pack_inputs(x, self.model.graph.inputs, "x"), "x"),
+                           self.model._frame)
         if x.shape != self._xshape:
-            raise shape_error("x", f"({self.input_size},)", x.shape)
+            raise shape_error("x", self._expected(""), x.shape)
         return np.ascontiguousarray(x)
 
     def step_many(self, X) -> Output:
         """X (T, I) -> (T, O): exactly T calls of step(), in one compiled call."""
-        X = as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X")
+        X = flatten_frames(as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X"),
+                           self.model._frame)
         if X.ndim != 2 or X.shape[1] != self.input_size:
-            raise shape_error("X", f"(T, {self.input_size})", X.shape)
+            raise shape_error("X", self._expected("T, "), X.shape)
         if self._chunk_slots is not None and X.shape[0] >= CHUNK_MIN:
             return self.model._split(self._chunk(X))
         Y = np.empty((X.shape[0], self.output_size), np.float32)
@@ -157,9 +166,10 @@ class StreamPool(_StateBox):
 
     def step(self, X, out: np.ndarray | None = None) -> Output:
         """X (n, I) -> (n, O); `out` (float32 (n, O), C-contiguous) avoids the allocation."""
-        X = as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X")
+        X = flatten_frames(as_float32(pack_inputs(X, self.model.graph.inputs, "X"), "X"),
+                           self.model._frame)
         if X.shape != (self.n, self.input_size):
-            raise shape_error("X", f"({self.n}, {self.input_size})", X.shape)
+            raise shape_error("X", self._expected(f"{self.n}, "), X.shape)
         X = np.ascontiguousarray(X)
         if out is None:
             y = np.empty((self.n, self.output_size), np.float32)

@@ -78,7 +78,8 @@ def build_graph(kf: KerasFile, builder_cls, options: dict):
     """Convert every layer call into IR nodes; returns (GraphBuilder, KerasSpec, warnings)."""
     topo = parse_model(kf.config)
     spec, in_name = _input_spec(topo)
-    b = builder_cls(in_name, spec.input_size)
+    b = builder_cls(in_name, spec.input_size,
+                    shape=spec.input_shape if len(spec.input_shape) > 1 else None)
     ctx = Context(kf, b, options, fixed_T=spec.fixed_T)
     env: dict = {topo.inputs[0].key: KValue(in_name, spec.input_shape, ids=spec.ids)}
     for call in topo.calls:
@@ -129,6 +130,6 @@ def build_graph(kf: KerasFile, builder_cls, options: dict):
         if vid == in_name or vid in used:  # outputs must be distinct node outputs
             vid = b.add("Activation", f"output{j}", [vid], {"kind": "identity", "size": v.size})
         used.add(vid)
-        b.output(vid, label)
+        b.output(vid, label, shape=v.shape if len(v.shape) > 1 else None)
         spec.outputs.append(OutputInfo(j, label, vid, v.shape, v.time, v.prefix_ok))
     return b, spec, ctx.warnings

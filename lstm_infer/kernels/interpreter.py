@@ -20,7 +20,7 @@ import math
 
 from numba import njit
 
-from ..ops import (activation, binary, concat, conv1d, embedding, gather, gru, history, layernorm,
+from ..ops import (activation, binary, concat, conv1d, conv_lstm, embedding, gather, gru, history, layernorm,
                    linear, lstm, reduce, rnn, scale)
 from . import KERNEL
 
@@ -57,6 +57,8 @@ def _run_op(prog, r, w, st, sc):
         history.step(prog, r, w, st, sc)
     elif op == embedding.OPCODE:
         embedding.step(prog, r, w, st, sc)
+    elif op == conv_lstm.OPCODE:
+        conv_lstm.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)

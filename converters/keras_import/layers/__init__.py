@@ -1,10 +1,10 @@
 """One converter per Keras layer class, registered by name (`.registry`), one module per
 family: core (Dense, Embedding, reshapes, no-ops), activations, recurrent (LSTM, GRU,
-SimpleRNN, RNN), wrappers (Bidirectional, TimeDistributed), norm (LayerNormalization,
+SimpleRNN, RNN), conv_recurrent (ConvLSTM1D/2D), wrappers (Bidirectional, TimeDistributed), norm (LayerNormalization,
 BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...)."""
 from __future__ import annotations
 
-from . import activations, conv, core, merge, norm, recurrent, wrappers  # noqa: F401  (registration)
+from . import activations, conv, conv_recurrent, core, merge, norm, recurrent, wrappers  # noqa: F401  (registration)
 from .registry import LAYERS, layer
 from .wrappers import SUPPORTED_PER_FRAME
 
@@ -15,6 +15,8 @@ SUPPORTED = (
     "(return_sequences, go_backwards with return_sequences=False, return_state (output and h), "
     "stateful, unroll, activation/recurrent_activation among "
     "sigmoid, tanh, relu, linear, hard_sigmoid, elu, softsign, softplus, leaky_relu), "
+    "ConvLSTM1D, ConvLSTM2D (channels_last; padding valid/same, strides, dilation_rate, "
+    "the same options as LSTM), "
     "Bidirectional (merge_mode concat/sum/mul/ave/None), Dense, TimeDistributed(Dense, Flatten, "
     "Reshape, Dropout, Activation, normalisation), Conv1D (kernel_size 1, or padding='causal' "
     "with stride 1), LayerNormalization, BatchNormalization, Embedding (on the model input), "

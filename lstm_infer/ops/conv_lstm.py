@@ -1,0 +1,305 @@
+"""ConvLSTM: an LSTM whose gates are 2-D convolutions over a frame (Keras ConvLSTM1D/2D,
+the PyTorch ConvLSTM cells users write); a 1-D frame is a 2-D one of height 1.
+
+Frames, state and output are channels-last and stored flat: input (H, W, C), state h and
+c (Ho, Wo, F), output h. Per step, with Keras's gate order i, f, c, o (= PyTorch's i, f,
+g, o):
+    z = conv(x, W_x; strides, dilation, pads) + conv_same(h, W_h) + bias      (Ho, Wo, 4F)
+    i, f, o = act_f(z_i, z_f, z_o);  c = f*c + i*act_g(z_c);  h = o*act_h(c)
+The recurrent convolution has W_x's kernel size, stride 1, no dilation and 'same' zero
+padding (top/left (k-1)//2, the TensorFlow rule Keras uses; PyTorch's k//2 for odd k).
+
+Weights (docs/FORMAT.md): W_x (kh, kw, C, 4F) and W_h (kh, kw, F, 4F) in Keras's layout
+(kernel, recurrent_kernel; not transposed), bias (4F), h0/c0 (Ho*Wo*F). PyTorch's
+Conv2d weight (4F, C+F, kh, kw) over cat([x, h]) is split at C and transposed (2, 3, 1, 0).
+
+Kernel (measured on a 64x64x1 frame, 16 filters, 3x3: see benchmarks/convlstm.py): each
+convolution reads a zero-padded channels-last copy of its input (no bounds checks) and
+multiplies it by a packed copy of its weight, 64 output columns per panel (kh*kw*C rows
+of 64, zero-padded past 4F); four output pixels x 64 columns of sums stay in registers
+(16 zmm) over all kh*kw*C rows, so each weight row is loaded once per four pixels and
+the gates are loaded and stored once per convolution.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, njit
+
+from ..kernels import KERNEL
+from ..kernels.activations import GATE_ACT_CODES, fast_sigmoid, fast_tanh, gate_act
+from ..kernels.linalg import _stack_f32
+from .base import IN, OUT, OpDef, Signature, SpecError, boolean, integer, new_row, number, size
+
+OPCODE = 30
+(IN_H, IN_W, IN_C, FILTERS, OUT_H, OUT_W, KH, KW, SH, SW, DH, DW, PAD_T, PAD_L,
+ WX_PACKED, WH_PACKED, BIAS, STATE_H, STATE_C, CFG, SCRATCH) = range(3, 24)
+
+PANEL = 64   # output columns per packed panel: 4 zmm accumulators per pixel
+BLOCK = 4    # output pixels per register block (16 zmm of sums)
+ACC = BLOCK * PANEL  # a literal for the stack array (alloca_once needs a constant size)
+_ALIGN = 16
+DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "tanh")  # f (gates), g (cell input), h (output)
+CFG_SIZE = 10  # [mode, then (code, alpha, beta) for f, g, h]; mode 0: the defaults
+
+
+def _pair(a: dict, key: str, default: int, lo: int = 1) -> tuple[int, int]:
+    v = a.get(key, [default, default])
+    if not isinstance(v, list) or len(v) != 2:
+        raise SpecError(f"attribute {key!r} must be a list of 2 integers, got {v!r}")
+    return tuple(integer({key: e}, key, lo=lo, hi=4096) for e in v)
+
+
+def geometry(a: dict) -> dict:
+    """Checked sizes of a node: input, output, kernel, padding (also used by emit)."""
+    H, W, C = integer(a, "in_height"), integer(a, "in_width"), integer(a, "in_channels")
+    F = integer(a, "filters")
+    kh, kw = _pair(a, "kernel_size", 1)
+    sh, sw = _pair(a, "strides", 1)
+    dh, dw = _pair(a, "dilation", 1)
+    pads = a.get("pads", [0, 0, 0, 0])
+    if not isinstance(pads, list) or len(pads) != 4:
+        raise SpecError(f"attribute 'pads' must list 4 integers (top, left, bottom, right), got {pads!r}")
+    pt, pl, pb, pr = (integer({"pads": p}, "pads", lo=0, hi=4096) for p in pads)
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if H + pt + pb < span_h or W + pl + pr < span_w:
+        raise SpecError(f"kernel span ({span_h}, {span_w}) exceeds the padded frame "
+                        f"({H + pt + pb}, {W + pl + pr})")
+    Ho, Wo = (H + pt + pb - span_h) // sh + 1, (W + pl + pr - span_w) // sw + 1
+    M = 4 * F
+    Mp = -(-M // PANEL) * PANEL
+    Hp, Wp = (Ho - 1) * sh + span_h, (Wo - 1) * sw + span_w  # rows/columns the conv reads
+    return dict(H=H, W=W, C=C, F=F, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pt=pt, pl=pl,
+                Ho=Ho, Wo=Wo, M=M, Mp=Mp, Hp=Hp, Wp=Wp,
+                x_size=size(H * W * C), out_size=size(Ho * Wo * F),
+                gates=size(Ho * Wo * Mp), xpad=size(Hp * Wp * C),
+                hpad=size((Ho + kh - 1) * (Wo + kw - 1) * F))
+
+
+def _activations(a: dict) -> list[dict]:
+    acts = a.get("activations")
+    if acts is None:
+        return [{"kind": k} for k in DEFAULT_ACTIVATIONS]
+    if not isinstance(acts, list) or len(acts) != 3:
+        raise SpecError(f"attribute 'activations' must list 3 functions (f, g, h), got {acts!r}")
+    for s in acts:
+        if not isinstance(s, dict) or s.get("kind") not in GATE_ACT_CODES:
+            raise SpecError(f"activation must be one of {', '.join(GATE_ACT_CODES)}; got {s!r}")
+        number(s, "alpha", 0.0)
+        number(s, "beta", 0.0)
+    return acts
+
+
+def spec(a: dict) -> Signature:
+    g = geometry(a)
+    _activations(a)
+    boolean(a, "reverse")
+    size(g["gates"] + g["xpad"] + g["hpad"] + 3 * _ALIGN)
+    kh, kw, C, F = g["kh"], g["kw"], g["C"], g["F"]
+    n = g["out_size"]
+    return Signature([g["x_size"]], n,
+                     {"W_x": ((kh, kw, C, 4 * F), True), "W_h": ((kh, kw, F, 4 * F), True),
+                      "bias": ((4 * F,), False), "h0": ((n,), False), "c0": ((n,), False)},
+                     state={"h": (n, "h0"), "c": (n, "c0")})
+
+
+def pack_panels(W: np.ndarray) -> np.ndarray:
+    """W (kh, kw, Cin, M) -> (panels, kh*kw*Cin, PANEL): rows in (ky, kx, channel) order, each
+    panel PANEL consecutive output columns, zero-padded past M (what _conv_acc reads)."""
+    W = np.asarray(W, np.float32)
+    K, M = W.shape[0] * W.shape[1] * W.shape[2], W.shape[3]
+    npan = -(-M // PANEL)
+    full = np.zeros((K, npan * PANEL), np.float32)
+    full[:, :M] = W.reshape(K, M)
+    return np.ascontiguousarray(full.reshape(K, npan, PANEL).transpose(1, 0, 2))
+
+
+def _config(a: dict) -> list[float]:
+    acts = _activations(a)
+    cfg = [0.0 if [s["kind"] for s in acts] == list(DEFAULT_ACTIVATIONS)
+           and not any(s.get("alpha") or s.get("beta") for s in acts) else 1.0]
+    for s in acts:
+        cfg += [float(GATE_ACT_CODES[s["kind"]]), float(s.get("alpha", 0.0)), float(s.get("beta", 0.0))]
+    return cfg
+
+
+def emit(em, node, ins: list[int], out: int, state: dict) -> None:
+    a = node.attrs
+    g = geometry(a)
+    em.add_row(new_row(OPCODE, {
+        IN: ins[0], OUT: out, IN_H: g["H"], IN_W: g["W"], IN_C: g["C"], FILTERS: g["F"],
+        OUT_H: g["Ho"], OUT_W: g["Wo"], KH: g["kh"], KW: g["kw"], SH: g["sh"], SW: g["sw"],
+        DH: g["dh"], DW: g["dw"], PAD_T: g["pt"], PAD_L: g["pl"],
+        WX_PACKED: em.derived(node, "W_x", "convlstm.panels", pack_panels),
+        WH_PACKED: em.derived(node, "W_h", "convlstm.panels", pack_panels),
+        BIAS: em.weight(node, "bias"), STATE_H: state["h"], STATE_C: state["c"],
+        CFG: em.const(*_config(a)),
+        SCRATCH: em.alloc(g["gates"] + g["xpad"] + g["hpad"] + 3 * _ALIGN)}))
+
+
+@njit(**KERNEL)
+def _aligned(n):
+    return n + (-n) % _ALIGN
+
+
+@njit(**KERNEL)
+def pad_copy(src, H, W, C, dst, Hp, Wp, pt, pl):
+    """dst (Hp, Wp, C) = src (H, W, C) placed at (pt, pl), zeros around it (rows/columns
+    past Hp/Wp are cut: a 'valid' strided conv never reads them). Every dst float is
+    written once, so the scratch needs no clearing."""
+    for yy in range(Hp):
+        row = dst[yy * Wp * C:(yy + 1) * Wp * C]
+        y = yy - pt
+        if y < 0 or y >= H:
+            for j in range(Wp * C):
+                row[j] = np.float32(0.0)
+            continue
+        lo = min(pl, Wp) * C
+        n = max(0, min(W, Wp - pl)) * C
+        for j in range(lo):
+            row[j] = np.float32(0.0)
+        s = src[y * W * C:y * W * C + n]
+        for j in range(n):
+            row[lo + j] = s[j]
+        for j in range(lo + n, Wp * C):
+            row[j] = np.float32(0.0)
+
+
+@njit(**KERNEL)
+def _conv_acc(G, Mp, xp, Wp, C, w, p_off, kh, kw, sy, sx, dy, dx, Ho, Wo):
+    """G[(oy*Wo + ox)*Mp + j] += sum over (ky, kx, c) of xp[oy*sy + ky*dy, ox*sx + kx*dx, c]
+    * P[(ky*kw + kx)*C + c, j], P the packed weight at w[p_off:] (pack_panels).
+    A block of BLOCK pixels x PANEL columns is summed in a stack array that LLVM keeps in
+    registers (constant indices after unrolling), over all rows of the panel."""
+    acc = carray(_stack_f32(ACC), ACC)
+    K = kh * kw * C
+    step_px = sx * C
+    for q in range(Mp // PANEL):
+        wq = p_off + q * K * PANEL
+        for oy in range(Ho):
+            ox = 0
+            while ox < Wo:
+                nb = BLOCK if Wo - ox >= BLOCK else 1
+                g0 = (oy * Wo + ox) * Mp + q * PANEL
+                for b in range(nb):
+                    gb = G[g0 + b * Mp:g0 + b * Mp + PANEL]
+                    for j in range(PANEL):
+                        acc[b * PANEL + j] = gb[j]
+                for ky in range(kh):
+                    for kx in range(kw):
+                        base = ((oy * sy + ky * dy) * Wp + ox * sx + kx * dx) * C
+                        rbase = wq + (ky * kw + kx) * C * PANEL
+                        if nb == BLOCK:
+                            x0 = xp[base:base + C]
+                            x1 = xp[base + step_px:base + step_px + C]
+                            x2 = xp[base + 2 * step_px:base + 2 * step_px + C]
+                            x3 = xp[base + 3 * step_px:base + 3 * step_px + C]
+                            for c in range(C):
+                                wr = w[rbase + c * PANEL:rbase + (c + 1) * PANEL]
+                                a0 = x0[c]
+                                a1 = x1[c]
+                                a2 = x2[c]
+                                a3 = x3[c]
+                                for j in range(PANEL):
+                                    v = wr[j]
+                                    acc[j] += a0 * v
+                                    acc[PANEL + j] += a1 * v
+                                    acc[2 * PANEL + j] += a2 * v
+                                    acc[3 * PANEL + j] += a3 * v
+                        else:
+                            x0 = xp[base:base + C]
+                            for c in range(C):
+                                wr = w[rbase + c * PANEL:rbase + (c + 1) * PANEL]
+                                a0 = x0[c]
+                                for j in range(PANEL):
+                                    acc[j] += a0 * wr[j]
+                for b in range(nb):
+                    gb = G[g0 + b * Mp:g0 + b * Mp + PANEL]
+                    for j in range(PANEL):
+                        gb[j] = acc[b * PANEL + j]
+                ox += nb
+
+
+@njit(**KERNEL)
+def _pointwise(G, Mp, F, P, c, h, cfg):
+    """The LSTM cell per pixel on the gates G (P, Mp), Keras order i, f, c, o."""
+    general = cfg[0] != 0
+    fk, fa, fb = int(cfg[1]), cfg[2], cfg[3]
+    gk, ga, gb = int(cfg[4]), cfg[5], cfg[6]
+    hk, ha, hb = int(cfg[7]), cfg[8], cfg[9]
+    for p in range(P):
+        g = G[p * Mp:p * Mp + 4 * F]
+        cp = c[p * F:(p + 1) * F]
+        hp = h[p * F:(p + 1) * F]
+        zi = g[0:F]
+        zf = g[F:2 * F]
+        zc = g[2 * F:3 * F]
+        zo = g[3 * F:4 * F]
+        if general:
+            for j in range(F):
+                cj = gate_act(zf[j], fk, fa, fb) * cp[j] + gate_act(zi[j], fk, fa, fb) * gate_act(zc[j], gk, ga, gb)
+                cp[j] = cj
+                hp[j] = gate_act(zo[j], fk, fa, fb) * gate_act(cj, hk, ha, hb)
+        else:
+            for j in range(F):
+                cj = fast_sigmoid(zf[j]) * cp[j] + fast_sigmoid(zi[j]) * fast_tanh(zc[j])
+                cp[j] = cj
+                hp[j] = fast_sigmoid(zo[j]) * fast_tanh(cj)
+
+
+@njit(**KERNEL)
+def step(prog, r, w, st, sc):
+    """One frame of one stream (a plain call from the interpreter: its body is large)."""
+    H, W, C, F = prog[r, IN_H], prog[r, IN_W], prog[r, IN_C], prog[r, FILTERS]
+    Ho, Wo, kh, kw = prog[r, OUT_H], prog[r, OUT_W], prog[r, KH], prog[r, KW]
+    sh, sw, dh, dw = prog[r, SH], prog[r, SW], prog[r, DH], prog[r, DW]
+    M = 4 * F
+    Mp = M + (-M) % PANEL
+    P = Ho * Wo
+    Hp, Wp = (Ho - 1) * sh + dh * (kh - 1) + 1, (Wo - 1) * sw + dw * (kw - 1) + 1
+    Hq, Wq = Ho + kh - 1, Wo + kw - 1
+    s0 = prog[r, SCRATCH]
+    x0 = s0 + _aligned(P * Mp)
+    q0 = x0 + _aligned(Hp * Wp * C)
+    G = sc[s0:s0 + P * Mp]
+    xp = sc[x0:x0 + Hp * Wp * C]
+    hq = sc[q0:q0 + Hq * Wq * F]
+    h = st[prog[r, STATE_H]:prog[r, STATE_H] + P * F]
+    c = st[prog[r, STATE_C]:prog[r, STATE_C] + P * F]
+    b_off = prog[r, BIAS]
+    for p in range(P):
+        gp = G[p * Mp:(p + 1) * Mp]
+        if b_off >= 0:
+            bias = w[b_off:b_off + M]
+            for j in range(M):
+                gp[j] = bias[j]
+        else:
+            for j in range(M):
+                gp[j] = np.float32(0.0)
+        for j in range(M, Mp):
+            gp[j] = np.float32(0.0)
+    i0 = prog[r, IN]
+    pad_copy(sc[i0:i0 + H * W * C], H, W, C, xp, Hp, Wp, prog[r, PAD_T], prog[r, PAD_L])
+    pad_copy(h, Ho, Wo, F, hq, Hq, Wq, (kh - 1) // 2, (kw - 1) // 2)
+    _conv_acc(G, Mp, xp, Wp, C, w, prog[r, WX_PACKED], kh, kw, sh, sw, dh, dw, Ho, Wo)
+    _conv_acc(G, Mp, hq, Wq, F, w, prog[r, WH_PACKED], kh, kw, 1, 1, 1, 1, Ho, Wo)
+    _pointwise(G, Mp, F, P, c, h, w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE])
+    out = sc[prog[r, OUT]:prog[r, OUT] + P * F]
+    for j in range(P * F):
+        out[j] = h[j]
+
+
+def describe(node, out_size: int) -> str:
+    g = geometry(node.attrs)
+    return (f"ConvLSTM ({g['H']}, {g['W']}, {g['C']}) -> ({g['Ho']}, {g['Wo']}, {g['F']}) "
+            f"kernel {g['kh']}x{g['kw']}")
+
+
+def example(rng) -> tuple[dict, dict]:
+    def u(*shape):
+        return rng.uniform(-0.3, 0.3, size=shape).astype(np.float32)
+    attrs = {"in_height": 3, "in_width": 5, "in_channels": 2, "filters": 3, "kernel_size": [3, 3],
+             "pads": [1, 1, 1, 1]}
+    return attrs, {"W_x": u(3, 3, 2, 12), "W_h": u(3, 3, 3, 12), "bias": u(12)}
+
+
+OPS = (OpDef("ConvLSTM", spec, emit, recurrent=True, describe=describe, example=example),)
