@@ -1,10 +1,11 @@
 """One converter per Keras layer class, registered by name (`.registry`), one module per
 family: core (Dense, Embedding, reshapes, no-ops), activations, recurrent (LSTM, GRU,
 SimpleRNN, RNN), wrappers (Bidirectional, TimeDistributed), norm (LayerNormalization,
-BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...)."""
+BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...), pooling (global
+pooling over time)."""
 from __future__ import annotations
 
-from . import activations, conv, core, merge, norm, recurrent, wrappers  # noqa: F401  (registration)
+from . import activations, conv, core, merge, norm, pooling, recurrent, wrappers  # noqa: F401  (registration)
 from .registry import LAYERS, layer
 from .wrappers import SUPPORTED_PER_FRAME
 
@@ -21,4 +22,5 @@ SUPPORTED = (
     "Masking (a no-op on unmasked data), Dropout, SpatialDropout1D, GaussianNoise, "
     "GaussianDropout, AlphaDropout, ActivityRegularization, Identity, Activation, ReLU, "
     "LeakyReLU, ELU, Softmax (last axis), Flatten/Reshape per frame, Concatenate (last axis), "
-    "Add, Subtract, Multiply, Average, Maximum, Minimum")
+    "Add, Subtract, Multiply, Average, Maximum, Minimum, GlobalAveragePooling1D / "
+    "GlobalMaxPooling1D (over time, streamed as running mean/max)")
