@@ -4,6 +4,7 @@ x[:, :t+1]) against torch, in run() and streamed with the state carried across c
 (torch_models.check_last). Tolerance TOL = 1e-5 max abs on unit-scale data."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -112,3 +113,26 @@ class WeightsOut(nn.Module):
 def test_softmax_over_time_outside_pooling_is_refused(tmp_path):
     with pytest.raises(ConversionError, match="attention pooling"):
         convert(WeightsOut().eval(), tmp_path, to_torch(rand(2, 6, 3), "BTF"))
+
+
+@pytest.mark.parametrize("window,limit", [(5, False), (40, True)])
+def test_causal_attention_matches_multihead_attention(tmp_path, window, limit):
+    """CausalAttention between Linear q/k/v and out_proj (built by hand: the importer does
+    not recognise nn.MultiheadAttention yet) equals torch's MultiheadAttention with a banded
+    (sliding window) or full causal mask, at every prefix, in run() and streamed."""
+    import lstm_infer
+    from benchmarks.attention import CausalMHA, mha_graph
+    torch.manual_seed(window)
+    model = CausalMHA(window).eval()
+    path = str(tmp_path / "mha.lstm")
+    mha_graph(model, path, limit=limit)
+    m = lstm_infer.load(path)
+    X = rand(1, 40, 16, seed=window)
+    got = m.run(X)[0]
+    s = m.stream()
+    streamed = np.concatenate([s.step_many(X[0, :3]), s.step(X[0, 3])[None], s.step_many(X[0, 4:])])
+    for t in (0, 4, 5, 17, 39):
+        with torch.no_grad():
+            want = model(torch.from_numpy(X[:, :t + 1]))[0].numpy()
+        assert np.abs(got[t] - want).max() <= TOL
+        assert np.abs(streamed[t] - want).max() <= TOL
