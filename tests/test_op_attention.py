@@ -133,7 +133,7 @@ def test_full_attention_refuses_steps_past_max_len(tmp_path):
     s = m.stream()
     s.step_many(X[:3])
     saved = s.get_state()
-    with pytest.raises(ValueError, match=r"at most 4 steps \(max_len.*attention_max_len"):
+    with pytest.raises(ValueError, match=r"at most 4 steps \(its max_len.*larger max_len"):
         s.step_many(X[3:5])  # would make 5
     np.testing.assert_array_equal(s.get_state()["attn.keys"], saved["attn.keys"])
     s.step(X[3])

@@ -142,9 +142,9 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
 
 def limit_message(node) -> str:
     W = node.attrs["window"]
-    return (f"causal attention {node.name!r} attends to at most {W} steps (max_len, chosen at "
-            f"conversion: convert with attention_max_len=N for longer sequences, or use a "
-            f"sliding window); this sequence goes past step {W}")
+    return (f"causal attention {node.name!r} attends to at most {W} steps (its max_len, fixed "
+            f"when the model was built: longer sequences need a model built with a larger "
+            f"max_len, or a sliding window); this sequence goes past step {W}")
 
 
 def limit_error(graph, what: str) -> ValueError:
