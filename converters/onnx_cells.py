@@ -222,7 +222,7 @@ def _gru(model, nodes, x, slots, acts, shapes, rng) -> Cell:
     zi = next((k for k in (0, 1) if _close(got, (1 - v[k]) * nv + v[k] * hv)), None)
     if zi is None:
         raise OnnxConversionError("the new state is not (1-z)*n + z*h")
-    z, r = sig[zi], sig[1 - zi]
+    r = sig[1 - zi]
     (Mxz, Mhz), bz = maps[zi]
     (Mxr, Mhr), br = maps[1 - zi]
     # candidate n: its pre-activation with r cut, at r = 0 and r = 1

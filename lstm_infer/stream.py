@@ -7,6 +7,7 @@ import numpy as np
 from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite_error, pack_inputs,
                      shape_error)
 from .kernels.interpreter import step_one, step_sequence, step_streams
+from .ops.causal_attention import limit_error
 from .ops.embedding import bad_id_error
 from .sequence import chunkable, run_graph
 
@@ -41,7 +42,10 @@ class _StateBox:
         self._yshape = (self.output_size,)
 
     def _refused(self, code: int, x: np.ndarray, what: str) -> ValueError:
-        """The error for a step kernel's return code (1 NaN/Inf, 2 a bad token id)."""
+        """The error for a step kernel's return code (1 NaN/Inf, 2 a bad token id, 3 a full
+        causal attention window)."""
+        if code == 3:
+            return limit_error(self.model.graph, what)
         return nonfinite_error(what) if code == 1 else bad_id_error(self.model.graph, x, what)
 
     def _expected(self, lead: str) -> str:

@@ -334,13 +334,14 @@ class WithConv(nn.Module):
         return self.lstm(self.conv(x.transpose(1, 2)).transpose(1, 2))[0]
 
 
-class MeanOverTime(nn.Module):
+class CumsumOverTime(nn.Module):
+    """(mean over time converts since issue 12: tests/test_torch_attention.py)"""
     def __init__(self):
         super().__init__()
         self.lstm = nn.LSTM(3, 4, batch_first=True)
 
     def forward(self, x):
-        return self.lstm(x)[0].mean(dim=1)
+        return self.lstm(x)[0].cumsum(dim=1)
 
 
 class StateInput(nn.Module):
@@ -384,7 +385,7 @@ class Embed(nn.Module):
 @pytest.mark.parametrize("model,match", [
     (WithConv(), r"aten\.conv1d.*module 'conv' \(torch\.nn\.modules\.conv\.Conv1d\).*Supported modules: nn\.LSTM"),
     (Embed(), r"module 'emb' \(torch\.nn\.modules\.batchnorm\.BatchNorm1d\)"),
-    (MeanOverTime(), r"aten\.mean"),
+    (CumsumOverTime(), r"aten\.cumsum"),
     (BidirectionalHn(), r"different time steps.*reverse-direction"),
     (CellStateOut(), r"cell state c_n"),
 ])

@@ -1,5 +1,6 @@
 """Normalisation and reductions: BatchNormalization (folded to one Scale),
-LayerNormalization, Softmax / LogSoftmax, ReduceMean / ReduceSum / ReduceMax / ReduceMin."""
+LayerNormalization, Softmax / LogSoftmax, ReduceMean / ReduceSum / ReduceMax / ReduceMin
+(over time: onnx_ops/time_reduce.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ from ..onnx_sym import AxisError, Dyn, norm_axis, transpose
 from .common import ints, is_val, to_dyn
 from .elementwise import affine
 from .registry import op
+from .time_reduce import reduce_over_time, time_axes
 
 
 @op("BatchNormalization")
@@ -99,6 +101,8 @@ def _reduce(ctx, node, ins, a):
         axes = list(range(d.rank))
     red = sorted({norm_axis(k, d.rank) for k in axes})
     keepdims = int(a.get("keepdims", 1))
+    if time_axes(d, red):
+        return reduce_over_time(ctx, node, d, red, kind, bool(keepdims))
     for k in red:
         if not d.is_feature_axis(k):
             what = "time" if "T" in d.axes[k] else "batch"

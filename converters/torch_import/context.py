@@ -137,6 +137,10 @@ class Context:
         """Append an IR node; returns its value id. Per-step ops are hash-consed (same op,
         attributes, weight contents and inputs: the same node), which is what folds the T
         unrolled copies of a loop body back into one node."""
+        held = [i for i in inputs if i.startswith("~")]
+        if held:
+            self.fail("softmax over time is supported as attention pooling only: "
+                      "(softmax(score, dim=time) * h).sum(time) or softmax(...).transpose(1, 2) @ h")
         key = None
         if memo:
             key = (op, tuple(sorted((k, repr(v)) for k, v in attrs.items())),

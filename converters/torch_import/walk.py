@@ -182,6 +182,9 @@ class Walker(Context):
         if is_tensor(v) or not isinstance(v, TorchValue):
             reject(f"output {k} ({label}) is {type(v).__name__}, not a value computed per time "
                    "step from the input")
+        if v.vid.startswith("~"):
+            reject(f"output {k} ({label}) is softmax weights over time, which lstm-infer keeps "
+                   "only inside attention pooling ((softmax(score, dim=time) * h).sum(time))")
         roles = []
         for d, s in zip(v.dims, v.shape):
             r = self.res(d)

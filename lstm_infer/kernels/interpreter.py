@@ -20,8 +20,9 @@ import math
 
 from numba import njit
 
-from ..ops import (activation, binary, concat, conv1d, conv_lstm, embedding, gather, gru, history, layernorm,
-                   linear, lstm, reduce, rnn, scale)
+from ..ops import (activation, attention_pool, binary, causal_attention, concat, conv1d, conv_lstm,
+                   embedding, gather, gru, history, layernorm, linear, lstm, reduce, rnn, scale,
+                   time_reduce)
 from . import KERNEL
 
 
@@ -59,6 +60,12 @@ def _run_op(prog, r, w, st, sc):
         embedding.step(prog, r, w, st, sc)
     elif op == conv_lstm.OPCODE:
         conv_lstm.step(prog, r, w, st, sc)
+    elif op == time_reduce.OPCODE:
+        time_reduce.step(prog, r, w, st, sc)
+    elif op == attention_pool.OPCODE:
+        attention_pool.step(prog, r, w, st, sc)
+    elif op == causal_attention.OPCODE:
+        causal_attention.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)
@@ -122,8 +129,19 @@ def _all_ids_ok(prog, xs):
 STREAM_BLOCK = 32
 
 
+@njit(**KERNEL)
+def _room_ok(prog, st, steps):
+    """Every full causal attention (ops/causal_attention.py, `limit`) has room for `steps`
+    more steps in this stream's state row st."""
+    for r in range(1, prog[0, 0] + 1):
+        if prog[r, 0] == causal_attention.OPCODE and not causal_attention.room_ok(prog, r, st, steps):
+            return False
+    return True
+
+
 # Return codes of the step entry points: 0 done; nothing computed and state untouched:
-# 1 a NaN/Inf input (with check_finite), 2 an invalid token id (ops/embedding.py).
+# 1 a NaN/Inf input (with check_finite), 2 an invalid token id (ops/embedding.py),
+# 3 a full causal attention past its max_len (ops/causal_attention.py).
 @njit(**KERNEL)
 def step_one(prog, w, mem, x, y, check_finite):
     """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input,
@@ -138,6 +156,8 @@ def step_one(prog, w, mem, x, y, check_finite):
     row = mem[0]
     st = row[:S]
     sc = row[S:]
+    if not _room_ok(prog, st, 1):
+        return 3
     xin = sc[in0:in0 + x.shape[0]]
     for j in range(x.shape[0]):
         xin[j] = x[j]
@@ -163,6 +183,9 @@ def step_streams(prog, w, mem, x, y, check_finite):
     O = prog[0, 4]
     S = prog[0, 5]
     n = x.shape[0]
+    for b in range(n):
+        if not _room_ok(prog, mem[b, :S], 1):
+            return 3
     for b in range(n):
         xin = mem[b, S + in0:S + in0 + I]
         xb = x[b]
@@ -196,6 +219,8 @@ def step_sequence(prog, w, mem, xs, ys, check_finite):
     row = mem[0]
     st = row[:S]
     sc = row[S:]
+    if not _room_ok(prog, st, xs.shape[0]):
+        return 3
     xin = sc[in0:in0 + I]
     yout = sc[out0:out0 + O]
     for t in range(xs.shape[0]):

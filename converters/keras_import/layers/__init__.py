@@ -1,10 +1,12 @@
 """One converter per Keras layer class, registered by name (`.registry`), one module per
 family: core (Dense, Embedding, reshapes, no-ops), activations, recurrent (LSTM, GRU,
-SimpleRNN, RNN), conv_recurrent (ConvLSTM1D/2D), wrappers (Bidirectional, TimeDistributed), norm (LayerNormalization,
-BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...)."""
+SimpleRNN, RNN), conv_recurrent (ConvLSTM1D/2D), wrappers (Bidirectional, TimeDistributed), norm
+(LayerNormalization, BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...), pooling
+(global pooling over time)."""
 from __future__ import annotations
 
-from . import activations, conv, conv_recurrent, core, merge, norm, recurrent, wrappers  # noqa: F401  (registration)
+from . import (activations, conv, conv_recurrent, core, merge, norm, pooling, recurrent,  # noqa: F401
+               wrappers)  # (registration)
 from .registry import LAYERS, layer
 from .wrappers import SUPPORTED_PER_FRAME
 
@@ -23,4 +25,5 @@ SUPPORTED = (
     "Masking (a no-op on unmasked data), Dropout, SpatialDropout1D, GaussianNoise, "
     "GaussianDropout, AlphaDropout, ActivityRegularization, Identity, Activation, ReLU, "
     "LeakyReLU, ELU, Softmax (last axis), Flatten/Reshape per frame, Concatenate (last axis), "
-    "Add, Subtract, Multiply, Average, Maximum, Minimum")
+    "Add, Subtract, Multiply, Average, Maximum, Minimum, GlobalAveragePooling1D / "
+    "GlobalMaxPooling1D (over time, streamed as running mean/max)")

@@ -12,7 +12,7 @@ converter: the walk runs them with torch.
 from __future__ import annotations
 
 from . import (activations, arithmetic, cells, linear, norm, passthrough,  # noqa: F401  (registration)
-               recurrent, shape, time)
+               recurrent, shape, time, time_pool)
 from .registry import HANDLERS, op
 
 __all__ = ["HANDLERS", "op", "SUPPORTED"]
@@ -24,5 +24,6 @@ SUPPORTED = (
     "nn.GELU (incl. approximate='tanh'), nn.LeakyReLU, nn.ELU, nn.Softplus, nn.SiLU, "
     "nn.Softmax/nn.LogSoftmax (last dim); tensor ops: + - * / with a constant or between two "
     "per-step values, torch.cat on the feature dim, torch.stack/cat over time of a cell loop, "
-    "out[:, -1] / h_n[-1] (last step), slicing features, transpose/permute/squeeze/unsqueeze/"
+    "out[:, -1] / h_n[-1] (last step), mean/sum/amax/amin/max/min over time or the features, "
+    "attention pooling (softmax(score, dim=time) * h).sum(time) or weights @ h, slicing features, transpose/permute/squeeze/unsqueeze/"
     "view bookkeeping")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..context import Context
 from ..fx import torch_module
 from .registry import op
+from .time_pool import softmax_over_time
 
 
 def _act(ctx: Context, a, kind, alpha=None):
@@ -64,6 +65,10 @@ def _silu(ctx: Context, tgt, a):
 def _softmax(ctx: Context, a, kind):
     x = ctx.val(a["self"], kind)
     dim = a["dim"] % len(x.shape)
+    if kind == "softmax" and (dim != len(x.shape) - 1 or ctx.res(x.dims[dim]) == "T"):
+        held = softmax_over_time(ctx, x, dim)
+        if held is not None:
+            return held
     if dim != len(x.shape) - 1:
         ctx.fail(f"{kind} over dim {a['dim']}: only the last (feature) dim is supported")
     if a.get("dtype") not in (None, torch_module().float32):

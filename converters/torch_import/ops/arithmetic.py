@@ -8,6 +8,7 @@ from ..context import Context
 from ..fx import fx_shape
 from ..values import TorchValue
 from .registry import op
+from .time_pool import SOFTMAX, pending, weight_sequence
 
 
 def _binary(ctx: Context, tgt, a, kind: str):
@@ -18,6 +19,12 @@ def _binary(ctx: Context, tgt, a, kind: str):
     alpha = a.get("alpha", 1)
     alpha = 1 if alpha is None else alpha
     name = ctx.node_name()
+    if pending(x) or pending(y):
+        w, h = (x, y) if pending(x) else (y, x)
+        if kind != "mul" or not isinstance(h, TorchValue) or pending(h) or not w.vid.startswith(SOFTMAX):
+            ctx.fail(f"{kind} with softmax weights over time: attention pooling is "
+                     "(softmax(score, dim=time) * h).sum(time)")
+        return weight_sequence(ctx, w, h)
     if isinstance(x, TorchValue) and isinstance(y, TorchValue):
         ctx.same_layout(x, y, kind)
         if kind == "div":

@@ -9,6 +9,7 @@ from ..context import Context
 from ..fx import is_tensor, to_numpy
 from ..values import TorchValue
 from .registry import op
+from .time_pool import SOFTMAX, pending, weights_matmul
 
 
 @op("linear")
@@ -24,6 +25,8 @@ def _linear(ctx: Context, tgt, a):
 @op("matmul", "mm")
 def _matmul(ctx: Context, tgt, a):
     x, w = a["self"], a["other"]
+    if pending(x) and x.vid.startswith(SOFTMAX):
+        return weights_matmul(ctx, x, w)
     if not isinstance(x, TorchValue) or not is_tensor(w) or w.dim() != 2:
         ctx.fail("matmul is supported only as per-step value @ constant matrix")
     return ctx.linear(x, to_numpy(w), None, ctx.node_name())  # x @ W: W is already (in, out)
