@@ -21,7 +21,7 @@ import math
 from numba import njit
 
 from ..ops import (activation, binary, concat, conv1d, embedding, gather, gru, history, layernorm,
-                   linear, lstm, reduce, rnn, scale)
+                   linear, lstm, mlstm, reduce, rnn, scale, slstm)
 from . import KERNEL
 
 
@@ -57,6 +57,10 @@ def _run_op(prog, r, w, st, sc):
         history.step(prog, r, w, st, sc)
     elif op == embedding.OPCODE:
         embedding.step(prog, r, w, st, sc)
+    elif op == mlstm.OPCODE:
+        mlstm.step(prog, r, w, st, sc)
+    elif op == slstm.OPCODE:
+        slstm.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)
