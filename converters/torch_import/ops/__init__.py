@@ -12,7 +12,7 @@ converter: the walk runs them with torch.
 from __future__ import annotations
 
 from . import (activations, arithmetic, cells, linear, norm, passthrough,  # noqa: F401  (registration)
-               recurrent, shape, time)
+               recurrent, shape, time, xlstm)
 from .registry import HANDLERS, op
 
 __all__ = ["HANDLERS", "op", "SUPPORTED"]
@@ -25,4 +25,5 @@ SUPPORTED = (
     "nn.Softmax/nn.LogSoftmax (last dim); tensor ops: + - * / with a constant or between two "
     "per-step values, torch.cat on the feature dim, torch.stack/cat over time of a cell loop, "
     "out[:, -1] / h_n[-1] (last step), slicing features, transpose/permute/squeeze/unsqueeze/"
-    "view bookkeeping")
+    "view bookkeeping; xlstm package: xLSTMBlockStack (mLSTM and sLSTM blocks, read by class "
+    "and weights, also inside a module with layers around it)")
