@@ -59,6 +59,7 @@ def convert(stack, tmp_path, name="x.lstm"):
     path = tmp_path / name
     report = convert_torch(stack, path, example_input=torch.randn(2, 6, stack.config.embedding_dim))
     assert report.verify.ok, report.verify
+    assert report.verify.stream_max_abs["output vs package step()"] < TOL
     return lstm_infer.load(path)
 
 
