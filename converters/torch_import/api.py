@@ -15,6 +15,7 @@ from ..errors import ConversionError
 from ..report import ConversionReport, VerifyReport
 from .emit import analyse, write_ir
 from .fx import fx_shape, torch_module
+from .xlstm_hook import is_xlstm_stack, xlstm_leaves
 
 __all__ = ["convert_torch", "convert_torch_file", "verify_torch_file", "export_program"]
 
@@ -173,10 +174,15 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     module.eval()
     try:
         example = _as_example(example_input) if example_input is not None else _default_example(module)
-        ep = export_program(module, example)
-        return _convert_ep(ep, path, module, example, verify, options,
-                           source or type(module).__name__, warns,
-                           {"torch_module": type(module).__name__})
+        with xlstm_leaves(module):  # xLSTM stacks: one op each, converted by class
+            ep = export_program(module, example)
+            report = _convert_ep(ep, path, module, example, verify, options,
+                                 source or type(module).__name__, warns,
+                                 {"torch_module": type(module).__name__})
+        if verify and is_xlstm_stack(module):
+            from .xlstm_verify import verify_package_steps
+            verify_package_steps(path, module, report.verify, int(options.get("seed", 0)))
+        return report
     finally:
         module.train(was_training)
 

@@ -21,8 +21,8 @@ import math
 from numba import njit
 
 from ..ops import (activation, attention_pool, binary, causal_attention, concat, conv1d, conv_lstm,
-                   embedding, gather, gru, history, layernorm, linear, lstm, reduce, rnn, scale,
-                   time_reduce)
+                   embedding, gather, gru, history, layernorm, linear, lstm, mlstm, reduce, rnn, scale,
+                   slstm, time_reduce)
 from . import KERNEL
 
 
@@ -66,6 +66,10 @@ def _run_op(prog, r, w, st, sc):
         attention_pool.step(prog, r, w, st, sc)
     elif op == causal_attention.OPCODE:
         causal_attention.step(prog, r, w, st, sc)
+    elif op == mlstm.OPCODE:
+        mlstm.step(prog, r, w, st, sc)
+    elif op == slstm.OPCODE:
+        slstm.step(prog, r, w, st, sc)
 
 
 @njit(**KERNEL)

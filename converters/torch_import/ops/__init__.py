@@ -12,7 +12,7 @@ converter: the walk runs them with torch.
 from __future__ import annotations
 
 from . import (activations, arithmetic, cells, linear, norm, passthrough,  # noqa: F401  (registration)
-               recurrent, shape, time, time_pool)
+               recurrent, shape, time, time_pool, xlstm)
 from .registry import HANDLERS, op
 
 __all__ = ["HANDLERS", "op", "SUPPORTED"]
@@ -26,4 +26,5 @@ SUPPORTED = (
     "per-step values, torch.cat on the feature dim, torch.stack/cat over time of a cell loop, "
     "out[:, -1] / h_n[-1] (last step), mean/sum/amax/amin/max/min over time or the features, "
     "attention pooling (softmax(score, dim=time) * h).sum(time) or weights @ h, slicing features, transpose/permute/squeeze/unsqueeze/"
-    "view bookkeeping")
+    "view bookkeeping; xlstm package: xLSTMBlockStack (mLSTM and sLSTM blocks, read by class "
+    "and weights, also inside a module with layers around it)")
