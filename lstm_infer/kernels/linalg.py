@@ -115,6 +115,102 @@ def matvec_packed(out, x, w, p_off, rows, cols):
         matvec_cols(out[npan * PANEL:cols], x, w, p_off + npan * PANEL * rows, rows, rest, 0, rest)
 
 
+def _has_wide_vectors() -> bool:
+    """AVX-512 on the CPU Numba compiles for: 32 vector registers of 16 floats."""
+    from numba import config
+    from llvmlite import binding as ll
+    if config.CPU_NAME or config.CPU_FEATURES:  # an explicit target: keep the portable kernel
+        return False
+    return ll.get_host_cpu_features().get("avx512f", False)
+
+
+# matmat_packed keeps 4 vectors x 64 columns of sums in registers: 16 zmm of AVX-512's 32,
+# 32 ymm on AVX2, which has 16, so there it spills and was slower than matmat_acc (35-45 vs
+# 50-60 GFLOP/s, B=4..32, 64x256..512x2048, compiled for haswell); with AVX-512 it was
+# faster (78-89 vs 45-79 GFLOP/s). A module constant, so Numba compiles one branch only.
+WIDE_VECTORS = _has_wide_vectors()
+
+
+@njit(**KERNEL)
+def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
+    """matmat_acc for W packed by pack_panels at w[p_off:]: out[b, o_off + j] += sum_k
+    x[b, x_off + k] * W[k, j]. Four vectors x one panel of sums stay in registers over all
+    rows; per output the same sums in the same order as matvec_cols (bit-identical)."""
+    a0 = carray(_stack_f32(PANEL), PANEL)
+    a1 = carray(_stack_f32(PANEL), PANEL)
+    a2 = carray(_stack_f32(PANEL), PANEL)
+    a3 = carray(_stack_f32(PANEL), PANEL)
+    nb = x.shape[0]
+    npan = cols // PANEL
+    for q in range(npan):
+        base = p_off + q * rows * PANEL
+        c = o_off + q * PANEL
+        b = 0
+        while b + 4 <= nb:
+            o0 = out[b, c:c + PANEL]
+            o1 = out[b + 1, c:c + PANEL]
+            o2 = out[b + 2, c:c + PANEL]
+            o3 = out[b + 3, c:c + PANEL]
+            for j in range(PANEL):
+                a0[j] = o0[j]
+                a1[j] = o1[j]
+                a2[j] = o2[j]
+                a3[j] = o3[j]
+            k = 0
+            while k + 4 <= rows:
+                xk = x_off + k
+                p0, p1, p2, p3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
+                q0, q1, q2, q3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
+                s0, s1, s2, s3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
+                t0, t1, t2, t3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
+                blk = w[base + k * PANEL:base + (k + 4) * PANEL]
+                for j in range(PANEL):
+                    u = blk[j]
+                    v = blk[PANEL + j]
+                    y = blk[2 * PANEL + j]
+                    z = blk[3 * PANEL + j]
+                    a0[j] += p0 * u + p1 * v + p2 * y + p3 * z
+                    a1[j] += q0 * u + q1 * v + q2 * y + q3 * z
+                    a2[j] += s0 * u + s1 * v + s2 * y + s3 * z
+                    a3[j] += t0 * u + t1 * v + t2 * y + t3 * z
+                k += 4
+            while k < rows:
+                xk = x_off + k
+                p0, q0, s0, t0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
+                blk = w[base + k * PANEL:base + (k + 1) * PANEL]
+                for j in range(PANEL):
+                    u = blk[j]
+                    a0[j] += p0 * u
+                    a1[j] += q0 * u
+                    a2[j] += s0 * u
+                    a3[j] += t0 * u
+                k += 1
+            for j in range(PANEL):
+                o0[j] = a0[j]
+                o1[j] = a1[j]
+                o2[j] = a2[j]
+                o3[j] = a3[j]
+            b += 4
+        while b < nb:
+            matvec_cols(out[b, c:c + PANEL], x[b, x_off:x_off + rows], w, base, rows, PANEL, 0, PANEL)
+            b += 1
+    rest = cols - npan * PANEL
+    if rest > 0:
+        for b in range(nb):
+            matvec_cols(out[b, o_off + npan * PANEL:o_off + cols], x[b, x_off:x_off + rows], w,
+                        p_off + npan * PANEL * rows, rows, rest, 0, rest)
+
+
+@njit(**KERNEL)
+def matmat_w_hh(out, o_off, x, x_off, w, w_off, p_off, rows, cols):
+    """A batch times a recurrent matrix: the packed kernel with AVX-512 (p_off >= 0), else
+    matmat_acc on the row-major copy at w[w_off:]. Same floats either way."""
+    if WIDE_VECTORS and p_off >= 0:
+        matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols)
+    else:
+        matmat_acc(out, o_off, x, x_off, w, w_off, rows, cols)
+
+
 @njit(**KERNEL)
 def matmat_acc(out, o_off, x, x_off, w, w_off, rows, cols):
     """out[b, o_off + j] += sum_k x[b, x_off + k] * W[k, j] for every row b: several vectors

@@ -12,7 +12,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matvec_packed, matmat_acc, mv, set_bias
+from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
@@ -150,7 +150,7 @@ def step_streams(prog, r, w, mem, S):
         set_bias(mem[b, gx0:gx0 + 3 * H], w, prog[r, B_IH], 3 * H)
         set_bias(mem[b, gh0:gh0 + 3 * H], w, prog[r, B_HH], 3 * H)
     matmat_acc(mem, gx0, mem, i0, w, prog[r, W_IH], I, 3 * H)
-    matmat_acc(mem, gh0, mem, h0, w, prog[r, W_HH], H, 3 * H)
+    matmat_w_hh(mem, gh0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, 3 * H)
     for b in range(n):
         row = mem[b]
         gru_pointwise(row[gx0:gx0 + 3 * H], row[gh0:gh0 + 3 * H], row[h0:h0 + H], H, 1, cfg)
@@ -176,7 +176,7 @@ def gru_sequence(gx, w, whh_off, bhh_off, whh_p, hs, lbr, reverse, lengths, cfg,
             t = T - 1 - s if reverse else s
             for b in range(B):
                 set_bias(ghb[b], w, bhh_off, G)
-            matmat_acc(ghb, 0, hs, 0, w, whh_off, H, G)
+            matmat_w_hh(ghb, 0, hs, 0, w, whh_off, whh_p, H, G)
             for b in range(B):
                 gru_pointwise(gx[t, b], ghb[b], hs[b], H, lbr, cfg)
             out[t] = hs

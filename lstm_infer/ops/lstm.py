@@ -13,7 +13,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matvec_acc, matvec_packed, mv, set_bias
+from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_acc, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
@@ -164,7 +164,7 @@ def step_streams(prog, r, w, mem, S):
     for b in range(n):
         set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
     matmat_acc(mem, g0, mem, i0, w, prog[r, W_IH], I, 4 * H)
-    matmat_acc(mem, g0, mem, h0, w, prog[r, W_HH], R, 4 * H)
+    matmat_w_hh(mem, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
     for b in range(n):
         row = mem[b]
@@ -203,7 +203,10 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
         for s in range(T):
             t = T - 1 - s if reverse else s
             gb[:, :] = gx[t]
-            matmat_acc(gb, 0, hs, 0, whh, 0, R, G)
+            if WIDE_VECTORS and packed >= 0:
+                matmat_packed(gb, 0, hs, 0, arena, packed, R, G)
+            else:
+                matmat_acc(gb, 0, hs, 0, whh, 0, R, G)
             for b in range(B):
                 if P > 0:
                     lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)

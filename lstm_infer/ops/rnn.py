@@ -10,7 +10,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matvec_packed, mv, set_bias
+from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .linear import project
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
@@ -95,7 +95,7 @@ def step_streams(prog, r, w, mem, S):
     for b in range(n):
         set_bias(mem[b, o0:o0 + H], w, prog[r, BIAS], H)
     matmat_acc(mem, o0, mem, i0, w, prog[r, W_IH], I, H)
-    matmat_acc(mem, o0, mem, h0, w, prog[r, W_HH], H, H)
+    matmat_w_hh(mem, o0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, H)
     for b in range(n):
         row = mem[b]
         rnn_pointwise(row[o0:o0 + H], row[h0:h0 + H], row[o0:o0 + H], H, cfg)
@@ -116,7 +116,10 @@ def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out, arena, packed):
         for s in range(T):
             t = T - 1 - s if reverse else s
             ab[:, :] = gx[t]
-            matmat_acc(ab, 0, hs, 0, whh, 0, H, H)
+            if WIDE_VECTORS and packed >= 0:
+                matmat_packed(ab, 0, hs, 0, arena, packed, H, H)
+            else:
+                matmat_acc(ab, 0, hs, 0, whh, 0, H, H)
             for b in range(B):
                 rnn_pointwise(ab[b], hs[b], y, H, cfg)
             out[t] = hs
