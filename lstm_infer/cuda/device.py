@@ -46,7 +46,7 @@ def _reason(cuda) -> str:
     try:
         n = len(cuda.gpus)
     except Exception as e:
-        text = " ".join(str(e).split())
+        text = " ".join(str(e).split()).rstrip(" :")
         return text or type(e).__name__
     return "no CUDA device found" if n == 0 else f"{n} device(s) found but none usable"
 
