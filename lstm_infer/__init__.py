@@ -6,11 +6,12 @@
 lstm_infer/kernels/__init__.py) is imported on first use of `load`, `Model`, `Stream` or
 `StreamPool`.
 """
-from .errors import ModelFormatError, NotStreamableError
+from .errors import (DeviceUnavailableError, ModelFormatError, NotStreamableError,
+                     UnsupportedOnDeviceError)
 
 __version__ = "0.1.0"
 __all__ = ["load", "Model", "Stream", "StreamPool", "ModelFormatError", "NotStreamableError",
-           "__version__"]
+           "DeviceUnavailableError", "UnsupportedOnDeviceError", "__version__"]
 
 _LAZY = {"load": "model", "Model": "model", "Stream": "stream", "StreamPool": "stream"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import numpy as np
 
+from .cuda.device import check_device, check_supported
 from .errors import NotStreamableError
 from .fileformat import read_model
 from .graph import Graph, parse_graph
@@ -151,16 +152,21 @@ class Model:
         return {name: y[..., a:b] for name, a, b in self.plan.output_slices}
 
     # ---- whole sequences -----------------------------------------------------------
-    def run(self, X, lengths=None, on_nonfinite: str = "raise") -> Output:
+    def run(self, X, lengths=None, on_nonfinite: str = "raise", device: str = "cpu") -> Output:
         """Stateless inference: X (T, I) -> (T, O), or (B, T, I) -> (B, T, O). A model with
         several inputs takes a dict name -> (T, I_k) / (B, T, I_k) arrays. A model with a
         prelude takes images: (B, C, H, W) -> (B, T, O), or (C, H, W) -> (T, O).
 
         `lengths` (B,) gives per-sequence lengths (ONNX sequence_lens): recurrent layers stop
         at lengths[b] and output zeros after it; reverse layers start at lengths[b] - 1.
+
+        `device="cuda"` runs the batch on a GPU (lstm_infer/cuda/, numpy in and out).
         """
+        on_device = check_device(device)
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+        if on_device:  # an unsupported model is refused before its input is looked at
+            check_supported(self.graph)
         if self.graph.prelude is not None:
             return self._run_images(X, lengths, on_nonfinite)
         X = flatten_frames(as_float32(pack_inputs(X, self.graph.inputs, "X"), "X"), self._frame)
@@ -178,6 +184,10 @@ class Model:
         batched = X.ndim == 3
         lens = _check_lengths(lengths, X.shape[0] if batched else 1, X.shape[-2])
         xt = np.ascontiguousarray(X.transpose(1, 0, 2) if batched else X[:, None, :])
+        if on_device:
+            from .cuda.pool import run_on_device
+            y = run_on_device(self, xt, lens)
+            return self._split(np.ascontiguousarray(y.transpose(1, 0, 2) if batched else y[:, 0, :]))
         return self._run_sequence(xt, lens, batched)
 
     def _run_images(self, X, lengths, on_nonfinite: str) -> Output:
@@ -224,8 +234,14 @@ class Model:
         self._check_streamable()
         return Stream(self, on_nonfinite)
 
-    def streams(self, n: int, on_nonfinite: str = "raise") -> StreamPool:
-        """n independent streams stepped together: step(X (n, I)) -> (n, O)."""
+    def streams(self, n: int, on_nonfinite: str = "raise", device: str = "cpu") -> StreamPool:
+        """n independent streams stepped together: step(X (n, I)) -> (n, O). With
+        `device="cuda"` the pool lives on a GPU (lstm_infer/cuda/pool.py, the same API)."""
+        if check_device(device):
+            if on_nonfinite not in ON_NONFINITE:
+                raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+            from .cuda.pool import DeviceStreamPool
+            return DeviceStreamPool(self, n, on_nonfinite)
         self._check_streamable()
         return StreamPool(self, n, on_nonfinite)
 
