@@ -69,5 +69,10 @@ def describe(node, out_size: int) -> str:
             f"back, {span(a['ahead'])} ahead; whole sequence only)")
 
 
+def example(rng) -> tuple[dict, dict]:
+    return ({"heads": 2, "head_dim": 2, "back": -1, "ahead": 1},
+            {"scale": np.array([0.7], np.float32)})
+
+
 OPS = (OpDef("SequenceAttention", spec, emit, sequence_only=True, run_sequence=run_sequence,
-             describe=describe),)
+             describe=describe, example=example),)
