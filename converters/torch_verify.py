@@ -104,6 +104,12 @@ def verify_against(lstm_path, reference, spec, example, source: str = "torch",
     B = int(options.get("batch_size") or (ex_shape[dims.index("B")] if "B" in dims else 1))
     T_ex = ex_shape[dims.index("T")] if "T" in dims else 1
     lengths = list(options.get("lengths") or sorted({1, 5, T_ex, 33}))
+    # Full causal attention refuses sequences past its max_len: compare up to it.
+    cap = min((n.attrs["window"] for n in m.graph.nodes
+               if n.op == "CausalAttention" and n.attrs.get("limit")), default=None)
+    if cap is not None and max(lengths) > cap:
+        lengths = sorted({min(int(L), cap) for L in lengths})
+        rep.notes.append(f"compared sequences of at most {cap} steps (attention_max_len)")
     rng = np.random.default_rng(int(options.get("seed", 0)))
     I = spec.input_size
     cases = []

@@ -15,12 +15,13 @@ from ..errors import ConversionError
 from ..report import ConversionReport, VerifyReport
 from .emit import analyse, write_ir
 from .fx import fx_shape, torch_module
+from .mha_hook import mha_leaves
 from .xlstm_hook import is_xlstm_stack, xlstm_leaves
 
 __all__ = ["convert_torch", "convert_torch_file", "verify_torch_file", "export_program"]
 
 _KNOWN_OPTIONS = {"outputs", "lengths", "seed", "tolerance", "rnn_nonlinearity",
-                  "layernorm_eps", "batch_size"}
+                  "layernorm_eps", "batch_size", "attention_max_len"}
 
 
 def _check_dtype(dtype: str) -> None:
@@ -154,6 +155,11 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
 
     Options: `outputs` (indices into the model's flattened outputs to keep), and for
     verification `lengths` (sequence lengths), `seed`, `tolerance` (default 1e-4).
+    `attention_max_len` (default 4096): the longest sequence a full causal self-attention
+    (nn.MultiheadAttention / scaled_dot_product_attention with a causal mask, or a last-step
+    query over every step) streams; its keys/values are kept for every step up to it, and a
+    longer sequence is refused with a ValueError naming the limit. A banded mask of width W
+    keeps a ring of W steps and streams forever.
     `dtype` must be "fp32" here (converters.convert_torch compresses to fp16/int8). With
     `verify=True` (default) the written file is run against torch on random inputs, whole
     sequences and streamed in chunks, and the report carries the errors. Unsupported ops
@@ -174,7 +180,8 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     module.eval()
     try:
         example = _as_example(example_input) if example_input is not None else _default_example(module)
-        with xlstm_leaves(module):  # xLSTM stacks: one op each, converted by class
+        # xLSTM stacks and nn.MultiheadAttention: one op each, converted by class and weights
+        with xlstm_leaves(module), mha_leaves(module):
             ep = export_program(module, example)
             report = _convert_ep(ep, path, module, example, verify, options,
                                  source or type(module).__name__, warns,

@@ -16,16 +16,20 @@ class Analysis:
     warnings: list
 
 
+def _looks_ahead(node: dict) -> bool:
+    return bool(node["attrs"].get("reverse")) or node["op"] == "SequenceAttention"
+
+
 def analyse(ep, options: dict) -> Analysis:
     """Walk an ExportedProgram; keep only the IR nodes the outputs need and note which
     outputs go through a reverse-direction layer (their earlier rows are not prefix results)."""
     w = Walker(ep, options)
     outs = w.run()
-    # Which IR values depend on a reverse-direction node (not prefix results, not streamable).
+    # Which IR values depend on a reverse-direction node or on attention that looks ahead
+    # (not prefix results, not streamable).
     rev: dict[str, bool] = {"%in": False}
     for n in w.nodes:
-        rev[n["out"]] = (bool(n["attrs"].get("reverse"))
-                         or any(rev.get(i, False) for i in n["inputs"]))
+        rev[n["out"]] = _looks_ahead(n) or any(rev.get(i, False) for i in n["inputs"])
     # Keep only nodes the outputs need.
     need = {o.vid for o in outs}
     for n in reversed(w.nodes):
@@ -34,7 +38,7 @@ def analyse(ep, options: dict) -> Analysis:
     w.nodes = [n for n in w.nodes if n["out"] in need]
     roles = tuple(w.res(d) for d in w.input_val.dims)
     spec = TorchSpec(roles, tuple(w.input_val.shape), w.input_val.size, outs,
-                     streamable=not any(n["attrs"].get("reverse") for n in w.nodes))
+                     streamable=not any(_looks_ahead(n) for n in w.nodes))
     warns = list(w.warnings)
     for o in outs:
         o.prefix_ok = not rev.get(o.vid, False)
@@ -45,8 +49,8 @@ def analyse(ep, options: dict) -> Analysis:
             if o.prefix_ok:
                 msg += " and row t is the result for the sequence ending at step t"
             else:
-                msg += ("; the output goes through a reverse-direction layer, so earlier rows "
-                        "are NOT results for shorter sequences")
+                msg += ("; the output goes through a reverse-direction layer or attention that "
+                        "looks ahead, so earlier rows are NOT results for shorter sequences")
             warns.append(msg)
     return Analysis(w, spec, warns)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROLE_NAMES = {"T": "time", "B": "batch", "F": "feature"}
+ROLE_NAMES = {"T": "time", "B": "batch", "F": "feature", "H": "attention head"}
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,8 @@ def limit_message(node) -> str:
     W = node.attrs["window"]
     return (f"causal attention {node.name!r} attends to at most {W} steps (its max_len, fixed "
             f"when the model was built: longer sequences need a model built with a larger "
-            f"max_len, or a sliding window); this sequence goes past step {W}")
+            f"max_len, e.g. converted with convert_torch(..., attention_max_len=...), or a "
+            f"sliding window); this sequence goes past step {W}")
 
 
 def limit_error(graph, what: str) -> ValueError:

@@ -11,7 +11,7 @@ converter: the walk runs them with torch.
 """
 from __future__ import annotations
 
-from . import (activations, arithmetic, cells, linear, norm, passthrough,  # noqa: F401  (registration)
+from . import (activations, arithmetic, attention, cells, linear, norm, passthrough,  # noqa: F401  (registration)
                recurrent, shape, time, time_pool, xlstm)
 from .registry import HANDLERS, op
 
@@ -26,5 +26,9 @@ SUPPORTED = (
     "per-step values, torch.cat on the feature dim, torch.stack/cat over time of a cell loop, "
     "out[:, -1] / h_n[-1] (last step), mean/sum/amax/amin/max/min over time or the features, "
     "attention pooling (softmax(score, dim=time) * h).sum(time) or weights @ h, slicing features, transpose/permute/squeeze/unsqueeze/"
-    "view bookkeeping; xlstm package: xLSTMBlockStack (mLSTM and sLSTM blocks, read by class "
+    "view bookkeeping, split/chunk of the features; causal self-attention: nn.MultiheadAttention "
+    "(batch_first or not, causal or banded attn_mask, need_weights ignored) and "
+    "F.scaled_dot_product_attention(is_causal=True or a banded mask) on heads split with "
+    "view(..., H, D).transpose, a last-step query over every step, non-causal attention run() "
+    "only; xlstm package: xLSTMBlockStack (mLSTM and sLSTM blocks, read by class "
     "and weights, also inside a module with layers around it)")

@@ -109,6 +109,9 @@ def _reshape(ctx: Context, v, new_shape):
             ctx.fail("reshape of h_n")
     v = ctx.val(v, "reshape")
     new_shape = tuple(new_shape)
+    heads = _heads_reshape(ctx, v, new_shape)
+    if heads is not None:
+        return heads
     old = [(d, s) for d, s in zip(v.dims, v.shape) if s != 1]
     new_big = [s for s in new_shape if s != 1]
     if [s for _, s in old] != new_big:
@@ -130,6 +133,64 @@ def _reshape(ctx: Context, v, new_shape):
         else:
             dims.append(next(reuse) if reuse is not None else ctx.fresh())
     return TorchValue(v.vid, v.size, tuple(dims), new_shape, t)
+
+
+def _heads_reshape(ctx: Context, v: TorchValue, new_shape: tuple) -> TorchValue | None:
+    """The features split into attention heads, (..., E) -> (..., H, D) (the new axis has
+    role 'H', the features keep theirs with size D), or merged back (..., H, D) -> (..., E);
+    None for any other reshape. Only scaled_dot_product_attention reads a split value: every
+    per-step op needs its features last and whole (need_last_feature)."""
+    n = len(v.shape)
+    if (len(new_shape) == n + 1 and new_shape[:-2] == v.shape[:-1] and v.shape[-1] == v.size
+            and new_shape[-2] > 1 and new_shape[-1] > 1
+            and new_shape[-2] * new_shape[-1] == v.size and ctx.res(v.dims[-1]) not in ("T", "B")):
+        ctx.bind(v.dims[-1], "F")
+        h = ctx.fresh("h")
+        ctx.bind(h, "H")
+        return TorchValue(v.vid, v.size, v.dims[:-1] + (h, v.dims[-1]), new_shape, v.t)
+    if (n >= 2 and len(new_shape) == n - 1 and ctx.res(v.dims[-2]) == "H"
+            and ctx.res(v.dims[-1]) == "F" and new_shape == v.shape[:-2] + (v.size,)):
+        return TorchValue(v.vid, v.size, v.dims[:-2] + (v.dims[-1],), new_shape, v.t)
+    return None
+
+
+def _feature_parts(ctx: Context, v, sizes: list[int], what: str) -> list[TorchValue]:
+    """Consecutive feature slices of v (exact 0/1 Linear nodes), e.g. q, k, v of a fused
+    in-projection."""
+    v = ctx.val(v, what)
+    ctx.need_last_feature(v, what)
+    out, start = [], 0
+    for n in sizes:
+        W = np.zeros((v.size, n), np.float32)
+        W[np.arange(start, start + n), np.arange(n)] = 1.0
+        part = ctx.linear(v, W, None, ctx.node_name(f".{what}{len(out)}"))
+        out.append(TorchValue(part.vid, n, v.dims, v.shape[:-1] + (n,), v.t))
+        start += n
+    return out
+
+
+def _split_dim(ctx: Context, v, dim: int, what: str) -> None:
+    if dim % len(v.shape) != len(v.shape) - 1:
+        ctx.fail(f"{what} along axis {dim} of shape {v.shape} (only the features, the last axis)")
+
+
+@op("split", "split_with_sizes")
+def _split(ctx: Context, tgt, a):
+    v = a["self"]
+    _split_dim(ctx, v, a.get("dim", 0), "split")
+    F = v.shape[-1]
+    n = a.get("split_size", a.get("split_sizes"))
+    sizes = list(n) if isinstance(n, (list, tuple)) else [min(n, F - i) for i in range(0, F, n)]
+    return _feature_parts(ctx, v, sizes, "split")
+
+
+@op("chunk")
+def _chunk(ctx: Context, tgt, a):
+    v = a["self"]
+    _split_dim(ctx, v, a.get("dim", 0), "chunk")
+    F = v.shape[-1]
+    step = -(-F // a["chunks"])
+    return _feature_parts(ctx, v, [min(step, F - i) for i in range(0, F, step)], "chunk")
 
 
 @op("view", "reshape", "_unsafe_view", "flatten")
