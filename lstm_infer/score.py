@@ -185,11 +185,14 @@ def score(model_path: str | os.PathLike, data: str, by: str, time: str,
     except (FileNotFoundError, IndexError) as e:
         raise ValueError(f"{data}: no Parquet data found ({type(e).__name__}: {e})") from None
     check_columns(model, dict(df.dtypes), by, time, features)
+    if "://" not in str(out) and os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"{out} already exists and is not empty; the parts written there would "
+                         "mix with its files (remove it or choose another --out)")
     cluster = None
     if scheduler is None:
         cluster = distributed.LocalCluster(n_workers=n_workers or os.cpu_count() or 1,
                                            threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+                                           dashboard_address=":0")  # any free port, no warning
         scheduler = cluster.scheduler_address
     try:
         with distributed.Client(scheduler) as client:
@@ -222,6 +225,8 @@ def _score_on(client, df, model: Model, blob: bytes, by, time, features, out, pr
                                             else os.path.join(out, f"part.{i:05d}.parquet")))
               for i, p in enumerate(parts)]
     bar = _Progress(len(writes), progress)
+    if progress and client.dashboard_link:
+        sys.stderr.write(f"Dask dashboard: {client.dashboard_link}\n")
     rows = 0
     for fut in as_completed(client.compute(writes)):
         n = fut.result()

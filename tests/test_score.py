@@ -49,7 +49,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as c:
+                                  dashboard_address=":0") as c:
         yield c
 
 
@@ -138,6 +138,24 @@ def test_cli_bad_input_is_one_line_exit_1(setup, tmp_path, args, message):
     assert r.exit_code == 1
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_default_local_cluster_of_processes(setup, tmp_path):
+    """No --scheduler: a LocalCluster of worker processes is started and stopped."""
+    d, df = setup
+    r = CliRunner().invoke(cli, ["score", str(d / "m.lstm"), str(d / "data"), "--by", "sid",
+                                 "--time", "t", "--features", "a,b,c", "--out",
+                                 str(tmp_path / "o"), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.stderr
+    _check(pd.read_parquet(tmp_path / "o"), df, d / "m.lstm")
+
+
+def test_out_not_empty_is_refused(setup, tmp_path):
+    d, _ = setup
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "old.parquet").write_text("x")
+    with pytest.raises(ValueError, match="not empty"):
+        score(d / "m.lstm", str(d / "data"), "sid", "t", FEATURES, str(tmp_path / "o"))
 
 
 def test_cli_no_data(setup, tmp_path):
