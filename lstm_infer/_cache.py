@@ -115,6 +115,30 @@ def harden_numba_cache() -> None:
 
 
 ENABLED = True  # read by kernels/__init__.py: cache=ENABLED
+COLD = False  # set by kernels/__init__.py: no cached interpreter yet, the first load compiles
+
+
+def kernel_cache_dirs() -> list[str]:
+    """Where Numba keeps (or will keep) the kernels of each KERNEL_DIRS entry now."""
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if not root:
+        return [os.path.join(d, "__pycache__") for d in KERNEL_DIRS]
+    return [os.path.join(root, "_".join([os.path.basename(d), hashlib.sha1(d.encode()).hexdigest()]))
+            for d in KERNEL_DIRS]
+
+
+def interpreter_cached() -> bool:
+    """Whether this interpreter (Python version) has compiled the step interpreter into
+    the cache: its index files are `interpreter.<function>-<line>.py<XY>.nbi` in the
+    kernels/ cache directory. Without them the first load compiles for tens of seconds."""
+    suffix = f".py{sys.version_info[0]}{sys.version_info[1]}.nbi"
+    if not ENABLED:
+        return False
+    try:
+        names = os.listdir(kernel_cache_dirs()[0])
+    except OSError:
+        return False
+    return any(n.startswith("interpreter.") and n.endswith(suffix) for n in names)
 
 
 def configure_cache() -> None:

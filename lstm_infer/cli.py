@@ -1,7 +1,7 @@
-"""The `lstm-infer` command line: convert, inspect, run, stream, verify, bench, compile.
+"""The `lstm-infer` command line: convert, inspect, run, stream, verify, bench, score, compile.
 
 A thin layer: argument parsing, printing and exit codes. The work is done by library
-modules (bench, dataio, precompile, summary; the converters for convert/verify, imported
+modules (bench, dataio, precompile, summary, score; the converters for convert/verify, imported
 only when those run, so the runtime commands need only numpy + numba + click). Every
 user-facing failure is one line on stderr and exit code 1; `--debug` shows the traceback.
 """
@@ -373,6 +373,48 @@ def bench(file: str, steps: int, warmup: int, chunk: int, as_json: bool) -> None
     """
     r = bench_model(file, steps=steps, warmup=warmup, chunk=chunk)
     click.echo(json.dumps(r, indent=2) if as_json else format_bench(r))
+
+
+# ---- score (Dask; imported only when it runs) ----------------------------------------
+@cli.command()
+@click.argument("file", type=_EXISTING_FILE)
+@click.argument("data")
+@click.option("--by", required=True, metavar="ID", help="Column that identifies a series.")
+@click.option("--time", "time_col", required=True, metavar="COL",
+              help="Column that orders the rows of a series in time.")
+@click.option("--features", required=True, metavar="a,b,...",
+              help="Comma-separated feature columns, in the model's input order.")
+@click.option("--out", required=True, help="Parquet directory to write (one file per partition).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="A running Dask scheduler (tcp://host:8786); default: a local cluster.")
+@click.option("--workers", "n_workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local cluster (default: one per CPU core).")
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="Partitions to group the series into (default: the dataset's, at least "
+                   "two per worker).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar on stderr.")
+def score(file: str, data: str, by: str, time_col: str, features: str, out: str,
+          scheduler: str | None, n_workers: int | None, partitions: int | None,
+          progress: bool) -> None:
+    """Score every series of the Parquet dataset DATA (a file, a directory or a glob)
+    with the model FILE on Dask.
+
+    Rows sharing one --by id form a series; each series runs from the model's initial
+    state in --time order, never split across workers. The rows are written to --out
+    with the outputs added as columns (out_0, out_1, ...; a model with several outputs:
+    <name>_<k>). Needs `pip install 'lstm-infer[dask]'`.
+    """
+    from .score import score as score_dataset
+    try:
+        r = score_dataset(file, data, by, time_col, [f.strip() for f in features.split(",")
+                                                     if f.strip()],
+                          out, scheduler=scheduler, n_workers=n_workers, progress=progress,
+                          npartitions=partitions)
+    except ImportError as e:
+        raise click.ClickException(_one_line(e)) from e
+    click.echo(f"wrote {r['out']}: {r['rows']:,} rows in {r['partitions']} files, columns "
+               f"{', '.join(r['columns'])}; {r['seconds']:.1f} s", err=True)
 
 
 # ---- compile -------------------------------------------------------------------------

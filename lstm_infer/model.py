@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import numpy as np
 
+from ._firstuse import compile_notice
 from .cuda.device import check_device, check_supported
 from .errors import NotStreamableError
 from .fileformat import read_model
@@ -132,18 +133,25 @@ class Model:
         return self.summary()
 
     def warmup(self) -> None:
-        """Load (or compile) every kernel this model uses by running it once on zeros."""
-        if self.graph.prelude is not None:
-            pre = self.graph.prelude
-            self.run(np.zeros((pre.channels, pre.height, pre.min_width), np.float32))
-            return
-        x = np.zeros((2, self.input_size), np.float32)
-        self.run(x)
-        if self.streamable:
-            s = self.stream()
-            s.step(x[0])
-            s.step_many(x)
-            self.streams(1).step(x[:1])
+        """Load (or compile) every kernel this model uses by running it once on zeros.
+        On a cold kernel cache it says so on stderr, once (lstm_infer/_firstuse.py)."""
+        with compile_notice() as notice:
+            if self.graph.prelude is not None:
+                pre = self.graph.prelude
+                self.run(np.zeros((pre.channels, pre.height, pre.min_width), np.float32))
+                notice.stage("run")
+                return
+            x = np.zeros((2, self.input_size), np.float32)
+            self.run(x)
+            notice.stage("run")
+            if self.streamable:
+                s = self.stream()
+                s.step(x[0])
+                notice.stage("step")
+                s.step_many(x)
+                notice.stage("step_many")
+                self.streams(1).step(x[:1])
+                notice.stage("streams")
 
     # ---- outputs -----------------------------------------------------------------
     def _split(self, y: np.ndarray) -> Output:

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ._firstuse import precompile_notice
 from .builder import GraphBuilder
 from .model import Model, load
 from .ops import OPS
@@ -194,6 +195,7 @@ def compile_kernels(extra_models: Iterable[str] = ()) -> dict:
     """Compile (or load from the cache) every kernel; returns what `compile` prints."""
     where = cache_dir()
     before = cache_files(where)
+    precompile_notice()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstm-infer-compile-") as d:
         for path in every_op_models(d):

@@ -6,7 +6,8 @@ function is decorated, so the location must be chosen before any `@njit(cache=..
 This runs on the first `lstm_infer.load()` (not on `import lstm_infer`) and does
 exactly what that load needs: pick a writable cache directory (setting NUMBA_CACHE_DIR
 only when the package directory is not writable), clear cache files compiled from
-older kernel sources, and make damaged cache files a cache miss (lstm_infer/_cache.py).
+older kernel sources, make damaged cache files a cache miss (lstm_infer/_cache.py), and
+note whether the cache is cold, so the first load can say it is compiling.
 
 Every kernel takes weights and sizes as arguments (never globals) and is compiled with
 `KERNEL`: `error_model="numpy"` drops Python's division-by-zero checks, whose branches
@@ -17,5 +18,6 @@ from .. import _cache
 
 _cache.configure_cache()
 _cache.harden_numba_cache()
+_cache.COLD = not _cache.interpreter_cached()  # before anything compiles (lstm_infer/_firstuse.py)
 
 KERNEL = dict(cache=_cache.ENABLED, error_model="numpy", fastmath={"contract"})
