@@ -76,9 +76,9 @@ def _as_example(example):
         example = torch.from_numpy(np.asarray(example, np.float32))
     if not isinstance(example, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {type(example).__name__}")
-    if example.dim() not in (2, 3):
+    if example.dim() not in (2, 3, 5):
         raise ValueError(f"example_input has shape {tuple(example.shape)}; expected (B, T, I), "
-                         "(T, B, I) or (T, I)")
+                         "(T, B, I) or (T, I), or frames (B, T, C, H, W)")
     return example.detach().to(torch.float32)
 
 
@@ -174,6 +174,10 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     module.eval()
     try:
         example = _as_example(example_input) if example_input is not None else _default_example(module)
+        if example.dim() == 5:  # frame sequences: a ConvLSTM cell loop (frames.py)
+            from .frames_api import convert_frames
+            return convert_frames(module, example, path, verify, options,
+                                  source or type(module).__name__, warns)
         with xlstm_leaves(module):  # xLSTM stacks: one op each, converted by class
             ep = export_program(module, example)
             report = _convert_ep(ep, path, module, example, verify, options,
