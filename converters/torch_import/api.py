@@ -144,7 +144,10 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
 
     `example_input` is one tensor shaped like the model's input: (B, T, I) or (T, B, I) as
     the model's recurrent layers expect (batch_first or not), or (T, I) for an unbatched
-    model. Use at least 2 time steps. When None, it is built from the first submodule
+    model. Use at least 2 time steps. A model over frames takes (B, T, C, H, W) (or
+    (T, B, C, H, W) permuted to it in forward): a ConvLSTM cell loop (Conv2d over
+    cat([x, h], 1) split into gates) becomes ConvLSTM nodes, and the file's step() takes
+    one (C, H, W) frame (see torch_import/frames.py). When None, it is built from the first submodule
     that reveals its input size (nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
 
     Models that return only the last step (`fc(out[:, -1])`, `fc(h_n[-1])`, the last `h` of
@@ -176,8 +179,8 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
         example = _as_example(example_input) if example_input is not None else _default_example(module)
         if example.dim() == 5:  # frame sequences: a ConvLSTM cell loop (frames.py)
             from .frames_api import convert_frames
-            return convert_frames(module, example, path, verify, options,
-                                  source or type(module).__name__, warns)
+            return convert_frames(module, export_program(module, example), example, path, verify,
+                                  options, source or type(module).__name__, warns)
         with xlstm_leaves(module):  # xLSTM stacks: one op each, converted by class
             ep = export_program(module, example)
             report = _convert_ep(ep, path, module, example, verify, options,

@@ -318,8 +318,10 @@ class FrameWalk:
             return self._cell_conv(x, w, b, stride, pad, dil, groups)
         if isinstance(x, Frame) and x.t is not None:
             if (kh, kw) != (1, 1) or stride != (1, 1) or pad != (0, 0) or groups != 1:
-                self.fail(f"a per-frame Conv2d with kernel ({kh}, {kw}), stride {stride}, padding "
-                          f"{pad}, groups {groups}; only 1x1 convolutions after a ConvLSTM are supported")
+                self.fail(f"a Conv2d with kernel ({kh}, {kw}), stride {stride}, padding {pad}, "
+                          f"groups {groups} on a frame; lstm-infer folds a ConvLSTM cell whose gates "
+                          "are one convolution over cat([x, h]) (stride 1, padding kernel//2), and "
+                          "takes other convolutions on frames only as 1x1 heads")
             O, P = int(w.shape[0]), x.H * x.W
             Wt = to_numpy(w)[:, :, 0, 0].T           # (C, O) = weight[:, :, 0, 0].T
             bias = None if b is None else np.tile(to_numpy(b), P)

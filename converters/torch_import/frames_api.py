@@ -1,17 +1,14 @@
-"""`convert_torch` of a model over frame sequences (example input (B, T, C, H, W)): export,
-walk (`frames.py`), write, verify (`frames_verify.py`)."""
+"""`convert_torch` of a model over frame sequences (example input (B, T, C, H, W)), once
+exported: walk (`frames.py`), write, verify (`frames_verify.py`)."""
 from __future__ import annotations
 
 from ..report import ConversionReport
 from .frames import analyse_frames, write_frames
 
 
-def convert_frames(module, example, path, verify: bool, options: dict, source: str,
+def convert_frames(module, ep, example, path, verify: bool, options: dict, source: str,
                    warnings: list[str]) -> ConversionReport:
     import lstm_infer
-
-    from .api import export_program
-    ep = export_program(module, example)
     walk, outs = analyse_frames(ep, options)
     write_frames(walk, outs, path, source)
     report = ConversionReport(str(path), str(lstm_infer.load(path)),
