@@ -464,8 +464,10 @@ class FrameWalk:
             kh, kw = s.kernel
             weights = fc.weights_from_torch(to_numpy(s.weight), None if s.bias is None
                                             else to_numpy(s.bias), x.C, order)
-            weights["h0"] = self._init_state(h0, F, x.H, x.W, "h")
-            weights["c0"] = self._init_state(s.c_in, F, x.H, x.W, "c")
+            for role, v, what in (("h0", h0, "h"), ("c0", s.c_in, "c")):
+                init = self._init_state(v, F, x.H, x.W, what)
+                if init.any():  # zeros are the op's default: not stored
+                    weights[role] = init
             attrs = {"in_height": x.H, "in_width": x.W, "in_channels": x.C, "filters": F,
                      "kernel_size": [kh, kw], "pads": [kh // 2, kw // 2, kh // 2, kw // 2]}
             vid = self.emit("ConvLSTM", [x.vid], attrs, weights)
