@@ -153,3 +153,40 @@ def test_unsupported_cells_name_what_was_found(tmp_path, cell, found):
     with pytest.raises(ConversionError, match="ConvLSTM cell") as e:
         convert_torch(_Loop(cell()).eval(), tmp_path / "x.lstm", torch.randn(2, 3, 1, size, size))
     assert found in str(e.value)
+
+
+class _ConstInit(torch.nn.Module):
+    """One cell started from constant (non-zero) h and c frames, last h returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = ConvLSTMCell(1, 2, (3, 3), order="ifgo")
+
+    def forward(self, x):
+        h = torch.full((x.shape[0], 2, 4, 4), 0.25)
+        c = torch.full((x.shape[0], 2, 4, 4), -0.5)
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+        return h
+
+
+def test_constant_initial_state_is_stored_channels_last(tmp_path):
+    torch.manual_seed(0)
+    mod = _ConstInit().eval()
+    m, _ = _convert(mod, (2, 3, 1, 4, 4), tmp_path)
+    X = np.random.default_rng(4).uniform(-1, 1, (1, 5, 1, 4, 4)).astype(np.float32)
+    y = np.asarray(m.run(X.reshape(1, 5, -1))).reshape(5, -1)
+    assert np.abs(y[-1] - _torch(mod, X).numpy().reshape(-1)).max() < TOL
+    s = m.stream()
+    assert np.allclose(s.get_state()[f"{m.graph.nodes[0].name}.c"], -0.5)
+
+
+def test_state_fed_from_elsewhere_is_refused(tmp_path):
+    class Skip(_ConstInit):
+        def forward(self, x):
+            h = c = torch.zeros(x.shape[0], 2, 4, 4)
+            for t in range(x.shape[1]):
+                h, c = self.cell(x[:, t], (torch.tanh(h), c))
+            return h
+    with pytest.raises(ConversionError, match="state passed to the ConvLSTM cell|found tanh"):
+        convert_torch(Skip().eval(), tmp_path / "x.lstm", torch.randn(2, 3, 1, 4, 4))
