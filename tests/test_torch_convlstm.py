@@ -190,3 +190,17 @@ def test_state_fed_from_elsewhere_is_refused(tmp_path):
             return h
     with pytest.raises(ConversionError, match="state passed to the ConvLSTM cell|found tanh"):
         convert_torch(Skip().eval(), tmp_path / "x.lstm", torch.randn(2, 3, 1, 4, 4))
+
+
+def test_exported_program_file(tmp_path):
+    """A .pt2 of a ConvLSTM loop converts through convert_file (verified at its traced length)."""
+    import converters
+    torch.manual_seed(0)
+    mod = FrameHead(1, [3]).eval()
+    torch.export.save(torch.export.export(mod, (torch.randn(2, 4, 1, 5, 6),)), tmp_path / "m.pt2")
+    report = converters.convert_file(str(tmp_path / "m.pt2"), str(tmp_path / "m.lstm"))
+    assert report.verify.ok and report.verify.max_abs_error < TOL
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = np.random.default_rng(5).uniform(-1, 1, (2, 4, 1, 5, 6)).astype(np.float32)
+    want = _torch(mod, X).numpy().reshape(2, 4, -1)
+    assert np.abs(np.asarray(m.run(X.reshape(2, 4, -1))).reshape(2, 4, -1) - want).max() < TOL

@@ -124,6 +124,10 @@ def _convert_ep(ep, path, reference, example, verify: bool, options: dict, sourc
                 extra_warnings: list[str], provenance: dict) -> ConversionReport:
     """Walk, write and (optionally) verify against `reference` (the module or ep.module())."""
     import lstm_infer
+    if example.dim() == 5:  # frame sequences (a .pt2 or ExportedProgram of a ConvLSTM loop)
+        from .frames_api import convert_frames
+        return convert_frames(reference, ep, example, path, verify, options, source or "torch",
+                              extra_warnings)
     an = analyse(ep, options)
     write_ir(an, path, source, provenance)
     report = ConversionReport(str(path), str(lstm_infer.load(path)),
