@@ -204,3 +204,27 @@ def test_exported_program_file(tmp_path):
     X = np.random.default_rng(5).uniform(-1, 1, (2, 4, 1, 5, 6)).astype(np.float32)
     want = _torch(mod, X).numpy().reshape(2, 4, -1)
     assert np.abs(np.asarray(m.run(X.reshape(2, 4, -1))).reshape(2, 4, -1) - want).max() < TOL
+
+
+class _ForgetBias(ConvLSTMCell):
+    """No conv bias; a forget bias of 1 and a per-channel constant on o, folded into the bias."""
+
+    def __init__(self):
+        super().__init__(1, 2, bias=False)
+        self.register_buffer("o_shift", torch.tensor([0.3, -0.2]).view(2, 1, 1))
+
+    def forward(self, x, state):
+        h, c = state
+        zi, zf, zo, zg = torch.chunk(self.conv(torch.cat([x, h], 1)), 4, dim=1)
+        c = torch.sigmoid(zf + 1.0) * c + torch.sigmoid(zi) * torch.tanh(zg - 0.5)
+        return torch.sigmoid(self.o_shift + zo) * torch.tanh(c), c
+
+
+def test_constant_gate_terms_fold_into_the_bias(tmp_path):
+    torch.manual_seed(0)
+    mod = _Loop(_ForgetBias()).eval()
+    m, _ = _convert(mod, (2, 3, 1, 4, 4), tmp_path)
+    assert [n.op for n in m.graph.nodes] == ["ConvLSTM", "Gather"]  # h back to (F, H, W)
+    X = np.random.default_rng(6).uniform(-1, 1, (2, 6, 1, 4, 4)).astype(np.float32)
+    y = np.asarray(m.run(X.reshape(2, 6, -1))).reshape(2, 6, -1)
+    assert np.abs(y[:, -1] - _torch(mod, X).numpy().reshape(2, -1)).max() < TOL

@@ -429,11 +429,31 @@ class FrameWalk:
 
     def op_add(self, a):
         x, y = a["self"], a["other"]
+        alpha = a.get("alpha", 1)
+        if isinstance(x, fc.Part) and not _abstract(y):
+            return self._shift(x, y, alpha)
+        if isinstance(y, fc.Part) and not _abstract(x) and alpha == 1:
+            return self._shift(y, x, 1)
         if (isinstance(x, fc.Prod) and isinstance(y, fc.Prod) and x.step is y.step
                 and {x.kind, y.kind} == {"fc", "ig"} and a.get("alpha", 1) == 1):
             return fc.NewC(x.step)
         pend = x if isinstance(x, fc.PENDING) else y
         return self._not_cell("add", pend)
+
+    def op_sub(self, a):
+        if isinstance(a["self"], fc.Part) and not _abstract(a["other"]):
+            return self._shift(a["self"], a["other"], -a.get("alpha", 1))
+        pend = next(v for v in (a["self"], a["other"]) if isinstance(v, fc.PENDING))
+        return self._not_cell("sub", pend)
+
+    def _shift(self, part: fc.Part, const, scale) -> fc.Part:
+        """A constant scalar or per-channel term added to a gate block: folded into the bias."""
+        v = to_numpy(torch_module().as_tensor(const, dtype=torch_module().float32)) * np.float32(scale)
+        F = part.step.F
+        if v.size == 1 or (v.ndim >= 3 and v.shape[-3] == F and v.size == F):
+            part.step.shift[part.k] = part.step.shift.get(part.k, 0) + np.broadcast_to(v.reshape(-1), (F,))
+            return part
+        raise fc.refuse(self.where(), "add", part)
 
     def _role(self, s: fc.CellStep, k: int, role: str) -> None:
         if s.roles.get(k, role) != role or (role in s.roles.values() and s.roles.get(k) != role):
@@ -462,8 +482,8 @@ class FrameWalk:
                 self.fail("the first call of the ConvLSTM cell gets a state computed from the "
                           "input; initial states must be zeros or constants")
             kh, kw = s.kernel
-            weights = fc.weights_from_torch(to_numpy(s.weight), None if s.bias is None
-                                            else to_numpy(s.bias), x.C, order)
+            bias = fc.folded_bias(None if s.bias is None else to_numpy(s.bias), s.shift, F)
+            weights = fc.weights_from_torch(to_numpy(s.weight), bias, x.C, order)
             for role, v, what in (("h0", h0, "h"), ("c0", s.c_in, "c")):
                 init = self._init_state(v, F, x.H, x.W, what)
                 if init.any():  # zeros are the op's default: not stored
@@ -471,11 +491,14 @@ class FrameWalk:
             attrs = {"in_height": x.H, "in_width": x.W, "in_channels": x.C, "filters": F,
                      "kernel_size": [kh, kw], "pads": [kh // 2, kw // 2, kh // 2, kw // 2]}
             vid = self.emit("ConvLSTM", [x.vid], attrs, weights)
-            self.cells[s.key] = fc.CellLoop(self.nodes[-1], vid, F, x.H, x.W, x.t, x.t, order)
+            self.cells[s.key] = fc.CellLoop(self.nodes[-1], vid, F, x.H, x.W, x.t, x.t, order,
+                                            _shift_key(s.shift))
             return Frame(vid, F, x.H, x.W, x.t)
         if order != rec.order:
             self.fail(f"the ConvLSTM cell uses gate order {order!r} at frame {x.t} and "
                       f"{rec.order!r} before")
+        if _shift_key(s.shift) != rec.shift:
+            self.fail(f"the constants added to the ConvLSTM cell's gates differ at frame {x.t}")
         h, c = s.h_in, s.c_in
         ok_h = isinstance(h, Frame) and h.vid == rec.out and h.t == rec.t_last
         ok_c = isinstance(c, fc.NewC) and c.step.key == s.key and c.step.t == rec.t_last
@@ -526,6 +549,10 @@ class FrameWalk:
                         {"W": Wt, "bias": None if b is None else to_numpy(b)},
                         key=("linear", id(w), id(b), v.vid))
         return Vec(vid, int(Wt.shape[1]), v.t)
+
+
+def _shift_key(shift: dict) -> tuple:
+    return tuple(sorted((k, tuple(float(e) for e in v)) for k, v in shift.items()))
 
 
 def analyse_frames(ep, options: dict) -> tuple[FrameWalk, list[FrameOutput]]:

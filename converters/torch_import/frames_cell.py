@@ -2,7 +2,9 @@
 (`frames.py`) interprets the unrolled loop, and folded into one `ConvLSTM` IR node:
 
     z = conv2d(cat([x, h], dim=1), weight (4F, C+F, kh, kw), bias, padding=k//2)
-    a, b, c, d = split(z, F, dim=1)   (or chunk(z, 4, dim=1); any gate order)
+    a, b, c, d = split(z, F, dim=1)   (or chunk(z, 4, dim=1); any gate order; a constant
+                                       scalar or per-channel term added to a block, such as
+                                       a forget bias, is folded into the bias)
     i, f, o = sigmoid(.); g = tanh(.)
     c = f * c + i * g;  h = o * tanh(c)
 
@@ -47,6 +49,7 @@ class CellLoop:
     t_first: int
     t_last: int
     order: str = ""           # torch's gate order of the 4 conv output blocks, e.g. "ifog"
+    shift: tuple = ()         # the constants added to the blocks (a forget bias), per block
 
 
 @dataclass
@@ -62,6 +65,7 @@ class CellStep:
     F: int
     c_in: object = None       # a NewC of the previous call or a constant tensor (c0)
     roles: dict = field(default_factory=dict)   # part index -> gate letter
+    shift: dict = field(default_factory=dict)   # part index -> constant added to it (F,)
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,17 @@ def reorder(order: str, F: int, a: np.ndarray, axis: int = 0) -> np.ndarray:
     """Blocks of F along `axis` in torch's gate order -> the IR's i, f, g, o."""
     idx = np.concatenate([np.arange(order.index(g) * F, (order.index(g) + 1) * F) for g in "ifgo"])
     return np.take(a, idx, axis=axis)
+
+
+def folded_bias(bias: np.ndarray | None, shift: dict, F: int) -> np.ndarray | None:
+    """The conv bias (4F) plus the constants added to its gate blocks (a forget bias
+    `sigmoid(z_f + 1.0)`), in torch's block order."""
+    if not shift:
+        return bias
+    b = np.zeros(4 * F, np.float32) if bias is None else np.array(bias, np.float32)
+    for k, v in shift.items():
+        b[k * F:(k + 1) * F] += v
+    return b
 
 
 def weights_from_torch(weight: np.ndarray, bias: np.ndarray | None, C: int, order: str) -> dict:
