@@ -77,9 +77,9 @@ def _as_example(example):
         example = torch.from_numpy(np.asarray(example, np.float32))
     if not isinstance(example, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {type(example).__name__}")
-    if example.dim() not in (2, 3):
+    if example.dim() not in (2, 3, 5):
         raise ValueError(f"example_input has shape {tuple(example.shape)}; expected (B, T, I), "
-                         "(T, B, I) or (T, I)")
+                         "(T, B, I) or (T, I), or frames (B, T, C, H, W)")
     return example.detach().to(torch.float32)
 
 
@@ -125,6 +125,10 @@ def _convert_ep(ep, path, reference, example, verify: bool, options: dict, sourc
                 extra_warnings: list[str], provenance: dict) -> ConversionReport:
     """Walk, write and (optionally) verify against `reference` (the module or ep.module())."""
     import lstm_infer
+    if example.dim() == 5:  # frame sequences (a .pt2 or ExportedProgram of a ConvLSTM loop)
+        from .frames_api import convert_frames
+        return convert_frames(reference, ep, example, path, verify, options, source or "torch",
+                              extra_warnings)
     an = analyse(ep, options)
     write_ir(an, path, source, provenance)
     report = ConversionReport(str(path), str(lstm_infer.load(path)),
@@ -145,7 +149,10 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
 
     `example_input` is one tensor shaped like the model's input: (B, T, I) or (T, B, I) as
     the model's recurrent layers expect (batch_first or not), or (T, I) for an unbatched
-    model. Use at least 2 time steps. When None, it is built from the first submodule
+    model. Use at least 2 time steps. A model over frames takes (B, T, C, H, W) (or
+    (T, B, C, H, W) permuted to it in forward): a ConvLSTM cell loop (Conv2d over
+    cat([x, h], 1) split into gates) becomes ConvLSTM nodes, and the file's step() takes
+    one (C, H, W) frame (see torch_import/frames.py). When None, it is built from the first submodule
     that reveals its input size (nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
 
     Models that return only the last step (`fc(out[:, -1])`, `fc(h_n[-1])`, the last `h` of
@@ -180,6 +187,10 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     module.eval()
     try:
         example = _as_example(example_input) if example_input is not None else _default_example(module)
+        if example.dim() == 5:  # frame sequences: a ConvLSTM cell loop (frames.py)
+            from .frames_api import convert_frames
+            return convert_frames(module, export_program(module, example), example, path, verify,
+                                  options, source or type(module).__name__, warns)
         # xLSTM stacks and nn.MultiheadAttention: one op each, converted by class and weights
         with xlstm_leaves(module), mha_leaves(module):
             ep = export_program(module, example)
