@@ -336,6 +336,11 @@ def models_table(real: dict) -> str:
                      f"vs {t3(r['stats']['onnxruntime']['median'])} µs)")
         elif r["status"] == "streams":
             speed = "streams; no per-frame onnxruntime form (state inside the graph)"
+        elif "run_ratio" in r:  # an image model: whole images through run() only
+            st = r["run_stats"]
+            speed = (f"run() only (whole-image CNN prelude): run() on one image "
+                     f"{rx(r['run_ratio'])} onnxruntime's speed ({t3(st['lstm-infer']['median'] / 1e3)} "
+                     f"vs {t3(st['onnxruntime']['median'] / 1e3)} ms)")
         else:
             speed = "run() only: " + ("bidirectional, does not stream" if r["status"] == "does not stream"
                                       else r["status"])
