@@ -1,7 +1,10 @@
 """A sensor loop with lstm-infer: copy this and replace read_sensor() with your device.
 
-    lstm-infer convert examples/models/sensor_lstm.pt -o sensor_lstm.lstm
-    python examples/sensor_loop.py sensor_lstm.lstm
+    python examples/sensor_loop.py                      # the bundled model
+    python examples/sensor_loop.py my_model.lstm        # yours (lstm-infer convert ... -o my_model.lstm)
+
+The bundled examples/models/sensor_lstm.lstm is examples/models/sensor_lstm.pt converted with
+`lstm-infer convert examples/models/sensor_lstm.pt -o examples/models/sensor_lstm.lstm`.
 
 Needs only numpy + numba + lstm-infer at run time (no torch). Shows step(), the NaN guard,
 get_state()/set_state() (checkpoint and restore the recurrent state, e.g. across a
@@ -15,6 +18,8 @@ import time
 import numpy as np
 
 import lstm_infer
+
+BUNDLED = __file__.rsplit("/", 1)[0] + "/models/sensor_lstm.lstm"
 
 
 def read_sensor(t: int, n: int) -> list:
@@ -68,6 +73,6 @@ def main(path: str, steps: int = 300) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) > 2:
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(sys.argv[1] if len(sys.argv) == 2 else BUNDLED)
