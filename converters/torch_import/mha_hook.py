@@ -12,14 +12,11 @@ CausalAttention (or the run()-only SequenceAttention) and out_proj. Same approac
 """
 from __future__ import annotations
 
-import contextlib
-import itertools
-
 from ..errors import ConversionError
 from .fx import torch_module
+from .leaf_hooks import leaf_modules
 
 _MODULES: dict[int, tuple] = {}   # key -> (nn.MultiheadAttention, its path)
-_KEYS = itertools.count(1)
 _OP = None
 
 
@@ -59,28 +56,11 @@ def _hooked_forward(fn, key: int, path: str):
     return forward
 
 
-@contextlib.contextmanager
 def mha_leaves(module):
     """Within: every nn.MultiheadAttention of `module` runs as lstm_infer::multihead_attention."""
     torch = torch_module()
-    found = [(path, m) for path, m in module.named_modules()
-             if isinstance(m, torch.nn.MultiheadAttention)]
-    if not found:
-        yield
-        return
-    fn = _custom_op()
-    keys = []
-    try:
-        for path, m in found:
-            key = next(_KEYS)
-            keys.append((key, m))
-            _MODULES[key] = (m, path or "attention")
-            m.forward = _hooked_forward(fn, key, path or "attention")
-        yield
-    finally:
-        for key, m in keys:
-            m.__dict__.pop("forward", None)
-            _MODULES.pop(key, None)
+    return leaf_modules(module, lambda m: isinstance(m, torch.nn.MultiheadAttention), _MODULES,
+                        "attention", lambda key, path: _hooked_forward(_custom_op(), key, path))
 
 
 def attention_of(key: int):

@@ -10,13 +10,10 @@ walker hands to `ops/xlstm.py`, which emits the stack's blocks from its weights
 """
 from __future__ import annotations
 
-import contextlib
-import itertools
-
 from .fx import torch_module
+from .leaf_hooks import leaf_modules
 
 _STACKS: dict[int, tuple] = {}   # key -> (stack module, its path in the converted module)
-_KEYS = itertools.count(1)
 _OP = None
 
 
@@ -45,26 +42,12 @@ def _custom_op():
     return _OP
 
 
-@contextlib.contextmanager
 def xlstm_leaves(module):
     """Within: every xLSTMBlockStack of `module` runs as the op lstm_infer::xlstm_stack."""
-    found = [(path, m) for path, m in module.named_modules() if is_xlstm_stack(m)]
-    if not found:
-        yield
-        return
-    fn = _custom_op()
-    keys = []
-    try:
-        for path, m in found:
-            key = next(_KEYS)
-            keys.append((key, m))
-            _STACKS[key] = (m, path or "xlstm")
-            m.forward = (lambda k: lambda x, **kw: fn(x, k))(key)
-        yield
-    finally:
-        for key, m in keys:
-            m.__dict__.pop("forward", None)
-            _STACKS.pop(key, None)
+    def forward(key, path):
+        fn = _custom_op()
+        return lambda x, **kw: fn(x, key)
+    return leaf_modules(module, is_xlstm_stack, _STACKS, "xlstm", forward)
 
 
 def stack_of(key: int):
