@@ -32,6 +32,11 @@ LABELS = {
     "onnxruntime": "onnxruntime",
     "torch-cell": "PyTorch cells",
     "torch-rnn": "PyTorch nn.LSTM/GRU",
+    "xlstm-package": "xlstm package step()",
+    "torch-prefix": "PyTorch on the prefix",
+    "torch-convlstm": "PyTorch cell loop",
+    "keras-predict": "Keras predict()",
+    "keras-call": "Keras model(x)",
 }
 ENGINES = ("lstm-infer", "onnxruntime", "torch-cell", "torch-rnn")
 

@@ -250,6 +250,11 @@ def markdown(res: dict) -> str:
             out.append(f"| {r['model']['label']} | " + " | ".join(
                 f"{e[n]:.2e}" + ("" if n == "lstm-infer" else f"<br>{_r(q[n])}") for n in names) + " |")
         out.append("")
+    from .variants import TITLES
+    for name, title in TITLES.items():
+        if name in S:
+            out += [f"## {title}", ""] + ([S[name]["note"] + ".", ""] if S[name].get("note") else [])
+            out += _timed_table(S[name], [("model", _model)]) + [""]
     secs = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in S.items())
     out += [f"Section times: {secs}.", ""]
     if res.get("plot_note"):

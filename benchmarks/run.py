@@ -10,6 +10,9 @@ Sections (in this order; `--only` picks some):
   streams     streams(n).step vs PyTorch batched cells and onnxruntime with batch n
   startup     fresh process: import, load, first output (Numba cache warm and empty);
               in-process load time and file sizes
+  xlstm, attention, convlstm, keras
+              the seeds' variants against what their users have without lstm-infer
+              (benchmarks/variants.py)
 
 Before anything is timed, each section checks that every engine it times agrees with the
 others (max abs difference < 1e-4) on a short sequence through exactly the code path it
@@ -30,11 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import variants
 from .engines import configure_torch, make_engine, thread_settings
 from .models import Bundle, ModelSpec, build_bundle, torch_module
 from .timing import Job, TimingConfig, interleaved, summarize
 
-SECTIONS = ("accuracy", "per_step", "chunk", "throughput", "streams", "startup")
+SECTIONS = ("accuracy", "per_step", "chunk", "throughput", "streams", "startup", "xlstm",
+            "attention", "convlstm", "keras")
 AGREE_TOL = 1e-4
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEVEL = 0.95  # "at least level": lstm-infer's time within 5% of the other engine's
@@ -78,6 +83,9 @@ class SuiteConfig:
         rounds=3, budget_s=0.1, min_calls=3, max_calls=2000, warmup_s=0.03, warmup_calls=20))
     # startup
     startup_model: tuple = ("LSTM", 1, 16, 64)
+    # xlstm, attention, convlstm, keras (benchmarks/variants.py)
+    variant_timing: TimingConfig = field(default_factory=lambda: TimingConfig(
+        rounds=5, budget_s=0.1, min_calls=3, max_calls=300, warmup_s=0.05, warmup_calls=20))
     startup_warm_runs: int = 3
     startup_cold_runs: int = 2
     load_repeats: int = 5
@@ -119,7 +127,7 @@ def smoke_config() -> SuiteConfig:
         sections=("accuracy", "per_step", "chunk", "throughput", "streams"),
         step_timing=t, step_inputs=4, chunks=[1, 16], chunk_layers=[1], chunk_timing=t,
         seq_lens=[16], batches=[1, 2], throughput_timing=t, stream_shapes=[(1, 8)],
-        stream_counts=[1, 4], streams_timing=t, load_repeats=1, quick=True)
+        stream_counts=[1, 4], streams_timing=t, variant_timing=t, load_repeats=1, quick=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -471,7 +479,7 @@ def section_startup(suite: Suite) -> dict:
 
 SECTION_FUNCS = {"accuracy": section_accuracy, "per_step": section_per_step, "chunk": section_chunk,
                  "throughput": section_throughput, "streams": section_streams,
-                 "startup": section_startup}
+                 "startup": section_startup, **variants.SECTIONS}
 
 
 # --------------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ def t3(v: float) -> str:
 
 
 def rx(v: float) -> str:
-    """A ratio: 4.28x, 17.6x, 0.26x."""
-    return f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
+    """A ratio: 4.28x, 17.6x, 0.26x, 1,035x."""
+    return f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
 
 
 def err(v: float) -> str:
@@ -227,6 +227,8 @@ def figures(latest: dict, compression: dict | None) -> Figures:
     f.add("agree_max", err(max(c["max_abs_diff"] for c in ag["checks"])),
           "latest.json max(agreement.checks[*].max_abs_diff)")
 
+    _variant_figures(f, S)
+
     # compression ------------------------------------------------------------------------
     if compression is not None:
         models = compression["models"]
@@ -250,6 +252,49 @@ def figures(latest: dict, compression: dict | None) -> Figures:
         f.add("ex_fp32_flags", str(ex["fp32_flags"]), "compression.json example_model.fp32_flags")
         f.add("ex_int8_flags", str(ex["int8"]["flags"]), "compression.json example_model.int8.flags")
     return f
+
+
+def _variant_figures(f: Figures, S: dict) -> None:
+    """The seeds' variants (benchmarks/variants.py), when the run had those sections."""
+    for sec, key, engine in (("xlstm", "xl", "xlstm-package"), ("convlstm", "cl", "torch-convlstm")):
+        if sec in S:
+            r = S[sec]["rows"][0]
+            if "stats" not in r:
+                raise MissingFigure(f"{sec}: not timed (agreement check failed)")
+            src = f"latest.json sections.{sec}.rows[0]"
+            f.add(f"{key}_li", t3(r["stats"]["lstm-infer"]["median"]), f"{src}.stats.lstm-infer.median")
+            f.add(f"{key}_other", t3(r["stats"][engine]["median"]), f"{src}.stats.{engine}.median")
+            f.add(f"{key}_x", rx(r["ratios"][engine]["median"]), f"{src}.ratios.{engine}.median")
+    if "attention" in S:
+        rows = [r for r in S["attention"]["rows"] if "stats" in r]
+        f.add("att_li", rng([r["stats"]["lstm-infer"]["median"] for r in rows]).rstrip("x"),
+              "latest.json sections.attention.rows[*].stats.lstm-infer.median, min-max")
+        f.add("att_x", rng(_ratios(rows, "torch-prefix")),
+              "latest.json sections.attention.rows[*].ratios.torch-prefix.median, min-max")
+    if "keras" in S:
+        rows = [r for r in S["keras"]["rows"] if "stats" in r]
+        for e in ("keras-predict", "keras-call"):
+            f.add(f"keras_{e}_x", rng(_ratios(rows, e)),
+                  f"latest.json sections.keras.rows[*].ratios.{e}.median, min-max")
+
+
+def _variant_bullets(f: Figures) -> list[str]:
+    out = []
+    if "xl_x" in f:
+        out.append(f"* **xLSTM** (4-block mLSTM/sLSTM stack, d=64): `step()` {f['xl_li']} µs against "
+                   f"the xlstm package's own `step()` {f['xl_other']} µs ({f['xl_x']}).")
+    if "att_x" in f:
+        out.append(f"* **Attention** (attention pooling, causal multi-head self-attention over a "
+                   f"window of 64): `step()` {f['att_li']} µs at steps 64 and 1,024, "
+                   f"{f['att_x']} against PyTorch re-running the model on the growing prefix.")
+    if "cl_x" in f:
+        out.append(f"* **ConvLSTM2D** (64x64x1 frames, 16 filters, 3x3): `step()` {f['cl_li']} µs "
+                   f"per frame against the PyTorch cell loop's {f['cl_other']} µs ({f['cl_x']}).")
+    if "keras_keras-predict_x" in f:
+        out.append(f"* **Keras** LSTM/GRU models: `step()` is {f['keras_keras-predict_x']} faster "
+                   f"than Keras `predict()` on one step and {f['keras_keras-call_x']} faster than "
+                   "calling the model directly (Keras 3, torch backend).")
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -413,7 +458,7 @@ def _blocks(f: Figures, latest: dict) -> dict[str, str]:
         f"* **int8 weights** make memory-bound steps faster: LSTM(256→512)+Linear `step()` "
         f"{f['big_fp32_step_us']} µs with fp32 weights, {f['big_int8_step_us']} µs with int8 "
         "([compression.md](benchmarks/results/compression.md)).",
-    ] if "big_int8_step_us" in f else []) + [
+    ] if "big_int8_step_us" in f else []) + _variant_bullets(f) + [
         f"* **Accuracy** (max abs error against a float64 PyTorch reference, {f['acc_models']} models, "
         f"{f['acc_T']} steps): lstm-infer {f['acc_li_all_paths']} (`step`, `step_many` and `run`), "
         f"onnxruntime {f['acc_ort']}, PyTorch float32 cells {f['acc_tc']}, `nn.LSTM`/`nn.GRU` "

@@ -17,7 +17,8 @@ if ROOT not in sys.path:
 
 from benchmarks import report  # noqa: E402
 from benchmarks import peak  # noqa: E402
-from benchmarks.run import SECTIONS, run_suite, smoke_config  # noqa: E402
+from benchmarks import variants  # noqa: E402
+from benchmarks.run import SECTIONS, Suite, run_suite, smoke_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_result_structure(result):
     assert env["threads"]["torch"]["num_threads"] == 1
     assert env["threads"]["onnxruntime"]["intra_op_num_threads"] == 1
     secs = result["sections"]
-    assert set(secs) == set(SECTIONS) - {"startup"}
+    assert set(secs) == set(SECTIONS) - {"startup"} - set(variants.SECTIONS)
     for name in ("per_step", "chunk", "throughput", "streams"):
         rows = secs[name]["rows"]
         assert rows
@@ -89,3 +90,26 @@ def test_efficiency_against_measured_peak(result):
     flops, _ = peak.model_work(row["model"])
     gf = flops / (row["stats"]["lstm-infer"]["median"] * 1e-6) / 1e9
     assert cell(row).startswith(report._f(gf) + " (")
+
+
+def test_variant_section_convlstm(tmp_path):
+    """A variants section (benchmarks/variants.py) checks agreement on the timed path, times
+    both engines, carries its target, and renders in the report; ConvLSTM is the quickest."""
+    cfg = smoke_config()
+    suite = Suite(cfg, str(tmp_path), log=lambda *a: None)
+    sec = variants.section_convlstm(suite)
+    (row,) = sec["rows"]
+    assert suite.agreement[0]["passed"] and suite.agreement[0]["max_abs_diff"] < 1e-4
+    assert set(row["stats"]) == {"lstm-infer", "torch-convlstm"}
+    assert row["ratios"]["lstm-infer"]["median"] == pytest.approx(1.0)
+    (t,) = row["targets"]
+    assert t["name"] == ">= 5x PyTorch cell loop" and t["pass"] == (
+        row["ratios"]["torch-convlstm"]["median"] >= 5)
+    res = {"meta": {"started": "", "seconds": 1.0, "quick": True, "environment": {
+        "cpu_model": "x", "cpu_count": 2, "versions": {"python": "3", "numpy": "2", "numba": "0",
+                                                      "lstm_infer": "0"}, "threads": {}}},
+           "config": {"seed": 0}, "agreement": {"tolerance": 1e-4, "checks": suite.agreement},
+           "sections": {"convlstm": dict(sec, seconds=1.0)}}
+    md = report.markdown(res)
+    assert variants.TITLES["convlstm"] in md and "PyTorch cell loop" in md
+    assert "| convlstm | >= 5x PyTorch cell loop |" in md
