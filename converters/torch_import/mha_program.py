@@ -28,7 +28,10 @@ MHA_CLASS = "torch.nn.modules.activation.MultiheadAttention"
 _SUPPORTED = ("supported: self-attention (or a last-step query) on per-step values with a "
               "constant causal or banded attn_mask, is_causal=True, or no mask (run() only); "
               "without key_padding_mask, add_bias_kv or add_zero_attn")
-_ATOL = 1e-5   # the call's nodes and the reference run the same torch kernels: ~1e-7 apart
+# The call's nodes and the reference run the same torch kernels (~1e-7 apart; the
+# need_weights path's bmm/softmax vs scaled_dot_product_attention ~1e-6), relative to the
+# output's scale; a wrong head count, layout or mask is off by O(1).
+_ATOL = 1e-5
 
 
 @dataclass
@@ -133,9 +136,14 @@ def _match(ctx: Context, call: MhaCall, inside: list, steps: list, consts: list,
         values[n] = (torch.randn(fx_shape(n), generator=g) if n in steps
                      else v.clone() if is_tensor(v) else v)
     with torch.no_grad():
-        want = _run_nodes(inside, dict(values))
+        try:
+            want = _run_nodes(inside, dict(values))
+        except Exception as e:   # an op that only runs inside export (a higher-order op)
+            ctx.fail(f"could not run the exported ops of nn.MultiheadAttention {call.path!r} "
+                     f"({type(e).__name__}: {e})")
         if not is_tensor(want):
             return None
+        atol = _ATOL * max(1.0, float(want.abs().max()))
         E = sd["out_proj.weight"].shape[0]
         ndim = len(fx_shape(steps[0]))
         masks = [(ctx.env[c], False) for c in consts] + [(None, False), (None, True)]
@@ -156,7 +164,7 @@ def _match(ctx: Context, call: MhaCall, inside: list, steps: list, consts: list,
                     got = m(q, k, v, attn_mask=mask, need_weights=False, is_causal=causal)[0]
                 except (RuntimeError, AssertionError, ValueError):
                     continue
-                if got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=_ATOL):
+                if got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=atol):
                     return m, qkv, mask, causal
     return None
 
