@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from ..errors import UnsupportedOpError
 from .context import Context, reject
 from .fx import bind_args, fx_shape, is_tensor, module_of, op_name, packet_name, size_hint, torch_module
+from .mha_program import convert_call, mha_calls
 from .ops import HANDLERS, SUPPORTED
 from .values import CellC, OutputSpec, StateStack, TorchValue, has_abstract
 
@@ -80,11 +81,16 @@ class Walker(Context):
             stack.extend(n.all_input_nodes)
         env: dict = {}
         self.env = env
+        # nn.MultiheadAttention traced into its ops (a saved program): one call, one emission
+        mha = mha_calls(graph, needed)
         for node in graph.nodes:
             if node not in needed:
                 continue
             self.cur = node
-            if node.op == "placeholder":
+            if node in mha:
+                if node is mha[node].out:
+                    env[node] = convert_call(self, mha[node])
+            elif node.op == "placeholder":
                 if node.name in params:
                     env[node] = params[node.name]
                 elif node.name in tensor_inputs:

@@ -125,16 +125,23 @@ def _all_allowed(mask, true_means: str) -> bool:
 
 @op("multihead_attention")
 def _mha(ctx: Context, tgt, a):
-    """nn.MultiheadAttention(q, k, v): per-step in-projections, attention, out_proj."""
+    """nn.MultiheadAttention(q, k, v) called through the hook's op (module in memory)."""
     entry = attention_of(a["key"])
     if entry is None:
         ctx.fail("a multihead_attention op outside convert_torch (export the module with "
                  "convert_torch)")
     m, path = entry
+    return emit_mha(ctx, m, path, a["q"], a["k"], a["v"], a["attn_mask"], a["is_causal"])
+
+
+def emit_mha(ctx: Context, m, path: str, q, k, v, attn_mask, is_causal: bool) -> TorchValue:
+    """nn.MultiheadAttention `m` on per-step q, k, v: per-step in-projections, attention,
+    out_proj. Shared by the hook (`_mha`) and the saved-program path (../mha_program.py);
+    the output takes the shape of the FX node being converted (ctx.cur)."""
     if m.bias_k is not None or m.add_zero_attn:
         ctx.fail(f"nn.MultiheadAttention {path!r} with add_bias_kv/add_zero_attn (extra key "
                  "slots that are not time steps)")
-    q, k, v = (ctx.val(a[n], f"nn.MultiheadAttention {path!r}") for n in ("q", "k", "v"))
+    q, k, v = (ctx.val(x, f"nn.MultiheadAttention {path!r}") for x in (q, k, v))
     n = len(q.shape)
     if n not in (2, 3) or len(k.shape) != n or len(v.shape) != n:
         ctx.fail(f"nn.MultiheadAttention {path!r} on shapes {q.shape}, {k.shape}, {v.shape}")
@@ -147,7 +154,7 @@ def _mha(ctx: Context, tgt, a):
         ctx.fail(f"nn.MultiheadAttention {path!r}: keys/values of a single time step (expected "
                  "the sequence of every step)")
     q_last = _time_of(ctx, q, td, path)
-    back, ahead, masked = _band(ctx, q_last, a["attn_mask"], "masked", a["is_causal"])
+    back, ahead, masked = _band(ctx, q_last, attn_mask, "masked", is_causal)
     E, H = m.embed_dim, m.num_heads
     if m._qkv_same_embed_dim:
         Ws = m.in_proj_weight.detach().chunk(3)
