@@ -96,3 +96,18 @@ def entity_f1(truths: list, preds: list) -> float:
         n_true += len(st)
     prec, rec = tp / max(n_pred, 1), tp / max(n_true, 1)
     return 2 * prec * rec / max(prec + rec, 1e-12)
+
+
+def miss_kinds(truths: list, preds: list) -> dict:
+    """How the true entities a tagger did not match exactly went wrong, per tag: 'late start'
+    (its first character got another tag: a streaming tagger did not know yet), 'broken
+    inside' (a character after the first got another tag), 'past its edges' (all its
+    characters right, but the predicted span runs on before or after it)."""
+    out: dict = {}
+    for t, p in zip(truths, preds):
+        for a, b, k in spans(t) - spans(p):
+            kind = ("late start" if p[a] != k else "broken inside" if np.any(p[a:b] != k)
+                    else "past its edges")
+            d = out.setdefault(TAGS[k], {})
+            d[kind] = d.get(kind, 0) + 1
+    return out
