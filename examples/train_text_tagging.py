@@ -9,8 +9,11 @@ Both read character ids (synthetic_text.encode) and output 5 tag logits per char
 30000 drawn from seed 0):
 - bidirectional: nn.Embedding(96, 16) -> bidirectional nn.LSTM(16, 32) -> nn.Linear(64, 5);
   it sees the whole message (run() only);
-- streaming: nn.Embedding(96, 16) -> nn.LSTM(16, 64) -> nn.Linear(64, 5); the tag of a
-  character from the characters up to it, so it can be stepped as text is typed.
+- streaming: nn.Embedding(96, 16) -> nn.LSTM(16, 64) -> nn.Linear(64, 10); it can be
+  stepped as text is typed. Logits 0-4: the tag of the character just typed, from the
+  characters up to it; logits 5-9: the tag of the character LOOKAHEAD (8) steps back, which
+  has seen the 8 characters after it (the decision revised with a short delay). After the
+  message, LOOKAHEAD FLUSH ids (0) bring out the delayed tags of its last characters.
 Each trains for a time budget on one CPU thread (Adam, learning rate 1e-2 decayed to 1e-3
 over the budget; cross-entropy over the characters). A batch holds messages of one length,
 so nothing is padded: the backward direction starts at each message's end without packing,
@@ -38,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from synthetic_text import TAGS, VOCAB, batch, dataset  # noqa: E402
+from text_tagging import FLUSH, LOOKAHEAD, score_all  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -53,9 +57,12 @@ class Tagger(nn.Module):
 
     def __init__(self, hidden: int, bidirectional: bool, emb: int = 16):
         super().__init__()
+        self.bidirectional = bidirectional
         self.emb = nn.Embedding(VOCAB, emb)
         self.lstm = nn.LSTM(emb, hidden, batch_first=True, bidirectional=bidirectional)
-        self.head = nn.Linear(hidden * (2 if bidirectional else 1), len(TAGS))
+        # streaming: a second set of logits, for the character LOOKAHEAD steps back
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1),
+                              len(TAGS) * (1 if bidirectional else 2))
 
     def forward(self, ids):
         return self.head(self.lstm(self.emb(ids))[0])
@@ -64,7 +71,8 @@ class Tagger(nn.Module):
 def train(model: Tagger, seconds: float, pool: list, rng: np.random.Generator,
           label: str) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)
+    C = len(TAGS)
     lengths = np.array([len(t) for t, _ in pool])
     by_len = [np.nonzero(lengths == n)[0] for n in np.unique(lengths)]
     weight = np.array([len(g) for g in by_len], np.float64)
@@ -75,8 +83,16 @@ def train(model: Tagger, seconds: float, pool: list, rng: np.random.Generator,
             g["lr"] = 1e-2 * 0.1 ** frac
         group = by_len[rng.choice(len(by_len), p=weight / weight.sum())]
         ids, tags, _ = batch([pool[i] for i in rng.choice(group, size=32)])
-        logits = model(torch.from_numpy(ids))
-        loss = loss_fn(logits.reshape(-1, len(TAGS)), torch.from_numpy(tags).reshape(-1))
+        if model.bidirectional:
+            logits = model(torch.from_numpy(ids))
+            loss = loss_fn(logits.reshape(-1, C), torch.from_numpy(tags).reshape(-1))
+        else:   # LOOKAHEAD flush ids after the message; head 2 is LOOKAHEAD steps behind
+            pad = np.full((len(ids), LOOKAHEAD), -1)
+            logits = model(torch.from_numpy(np.concatenate([ids, np.full_like(pad, FLUSH)], 1)))
+            now = torch.from_numpy(np.concatenate([tags, pad], 1))
+            late = torch.from_numpy(np.concatenate([pad, tags], 1))
+            loss = (loss_fn(logits[..., :C].reshape(-1, C), now.reshape(-1))
+                    + loss_fn(logits[..., C:].reshape(-1, C), late.reshape(-1)))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -121,7 +137,6 @@ def main(argv=None) -> int:
         export(model, path)
 
     import lstm_infer
-    from text_tagging import score_all
     bi, st = lstm_infer.load(bi_out), lstm_infer.load(stream_out)
     print("\nentity F1 (exact spans) and NAME character F1 on 1000 messages of each seed:")
     for seed in SCORE_SEEDS:
