@@ -1,15 +1,15 @@
 """Synthetic order / support messages with per-character entity tags.
 
-    Refund of 12.99 USD to austin lee on Mar 3, ticket 48213.
+    Refund of 12.99 USD to Austin Lee on Mar 3, ticket 48213.
     ..........AAAAAAAAA....NNNNNNNNNN....DDDDD...............   (A amount, N name, D date)
 
 Each message is drawn from templates of an order desk (orders, refunds, shipments, calls)
 and holds names, dates, amounts and product codes in several surface forms each, plus the
 things that make tagging need context: numbers that are none of them (quantities, ticket
 numbers, "in 12 days"), city names that are also first names ("shipped to Austin" vs
-"Austin Reed paid"), rare names no lexicon holds (made of syllables), amounts whose currency comes after the number ("1249.50 EUR"),
-codes that start with digits like a date does ("4821-KX"), and about a fifth of the
-messages typed in lower case. Every character gets the tag of the entity it belongs to
+"Austin Reed paid"), rare names no lexicon holds (made of syllables), amounts whose
+currency comes after the number ("1249.50 EUR"), codes that start with digits like a date
+does ("4821-KX"), and about a fifth of the messages typed in lower case. Every character gets the tag of the entity it belongs to
 (spaces inside an entity included), O elsewhere.
 
 Characters map to ids 1..95 (printable ASCII 32..126); 0 stands for anything else.
@@ -114,8 +114,11 @@ def _amount(rng) -> str:
 
 
 def _code(rng) -> str:
-    L = lambda k: "".join(LETTERS[i] for i in rng.integers(len(LETTERS), size=k))  # noqa: E731
-    D = lambda k: "".join(str(i) for i in rng.integers(10, size=k))  # noqa: E731
+    def L(k: int) -> str:
+        return "".join(LETTERS[i] for i in rng.integers(len(LETTERS), size=k))
+
+    def D(k: int) -> str:
+        return "".join(str(i) for i in rng.integers(10, size=k))
     return (f"{L(2)}-{D(4)}", f"{D(4)}-{L(2)}", f"{L(1)}{D(1)}-{D(3)}-{L(1)}",
             f"{L(3)}{D(3)}", f"SKU-{D(5)}")[rng.integers(5)]
 
