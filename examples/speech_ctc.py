@@ -151,7 +151,7 @@ def main() -> int:
     stream = model.stream()
     y = np.empty(model.output_size, np.float32)
     step_ns, total_ns, n_frames = [], 0, 0
-    streamed, spotted_ok, delays, same = [], 0, [], 0
+    streamed, spotted_ok, delays, same, max_diff = [], 0, [], 0, 0.0
     shown = None
     for i, (a, text) in enumerate(zip(audio, texts)):
         stream.reset()
@@ -183,6 +183,7 @@ def main() -> int:
         streamed.append(out)
         Y = model.run(feats[i])                             # the whole utterance at once
         same += greedy_decode(Y, BLANK, CHARSET) == out
+        max_diff = max(max_diff, float(np.abs(np.array(rows) - Y).max()))
         if [w for w, _ in spots] == text.split():
             spotted_ok += 1
             delays += [(t - e) * 10 for (_, t), e in zip(spots, word_end_frames(labels[i], text))]
@@ -198,7 +199,8 @@ def main() -> int:
     print(f"real-time factor (thread CPU time / audio time): features + step + greedy decode "
           f"{total_ns / 1e9 / audio_s:.4f}, stream.step alone {np.sum(step_ns) / 1e9 / audio_s:.4f}"
           f" ({audio_s:.0f} s of audio)")
-    print(f"streamed greedy == run()+greedy_decode on {same}/{N_TEST} utterances")
+    print(f"streamed greedy == run()+greedy_decode on {same}/{N_TEST} utterances "
+          f"(max |step - run| logit difference {max_diff:.1e})")
 
     t0 = time.thread_time_ns()
     beam = [beam_search(model.run(f), beam_width=8, scores="logits", charset=CHARSET,

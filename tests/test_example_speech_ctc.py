@@ -15,8 +15,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 EXAMPLE = os.path.join(EXAMPLES, "speech_ctc.py")
-# measured: see the report of train_speech_ctc.py (held-out greedy word accuracy per seed)
-WORD_ACC_BOUND = 0.93
+# measured with train_speech_ctc.py (greedy word accuracy on held-out seeds 1001/1002/1003):
+# bundled model (training seed 0) 0.993/0.990/1.000, seed 1 0.998/0.990/0.998; seed 2 plateaus
+# at 0.60 in the default 1000 steps (see the train script), so the bound is for the bundled file.
+# The nearest-centroid baseline: 0.948 on seed 1001.
+WORD_ACC_BOUND = 0.95
 
 
 def test_example_streams_ctc_and_beats_baseline(tmp_path):
@@ -26,8 +29,10 @@ def test_example_streams_ctc_and_beats_baseline(tmp_path):
     r = subprocess.run([sys.executable, EXAMPLE], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    m = re.search(r"streamed greedy == run\(\)\+greedy_decode on (\d+)/(\d+) utterances", r.stdout)
+    m = re.search(r"streamed greedy == run\(\)\+greedy_decode on (\d+)/(\d+) utterances "
+                  r"\(max \|step - run\| logit difference ([0-9.e+-]+)\)", r.stdout)
     assert m and m.group(1) == m.group(2) == "200", r.stdout
+    assert float(m.group(3)) < 1e-4, r.stdout                 # fp32 step() == run()
     m = re.search(r"word accuracy: greedy ([0-9.]+), beam\+lexicon ([0-9.]+), "
                   r"frame baseline (-?[0-9.]+)", r.stdout)
     assert m, r.stdout
