@@ -229,8 +229,8 @@ def main() -> int:
           f"{beam_ms:.0f} ms per utterance")
     diff = [i for i in range(N_TEST) if beam[i] != streamed[i]]
     fixed = sum(beam[i] == texts[i] for i in diff)
-    print(f"beam + lexicon differs from streamed greedy on {len(diff)} utterances: corrects {fixed}, "
-          f"breaks {sum(streamed[i] == texts[i] for i in diff)}")
+    print(f"beam + lexicon differs from streamed greedy on {len(diff)} utterances: "
+          f"corrects {fixed}, breaks {sum(streamed[i] == texts[i] for i in diff)}")
     if delays:
         print(f"keywords spotted in full in {spotted_ok}/{N_TEST} utterances; spotted at, relative "
               f"to the end of the word's last letter: median {np.median(delays):+.0f} ms, "

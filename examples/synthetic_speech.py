@@ -86,7 +86,8 @@ def _burst(letter: str, f0: float, n: int, amp: float, rng) -> np.ndarray:
     x = np.zeros(n)
     for h in range(1, int(3900 / f0)):
         fh = h * f0
-        gain = np.exp(-0.5 * ((fh - f1) / 90.0) ** 2) + 0.7 * np.exp(-0.5 * ((fh - f2) / 130.0) ** 2)
+        gain = (np.exp(-0.5 * ((fh - f1) / 90.0) ** 2)
+                + 0.7 * np.exp(-0.5 * ((fh - f2) / 130.0) ** 2))
         if gain > 1e-3:
             x += gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
     env = np.sin(np.pi * np.arange(n) / n) ** 0.5          # soft attack and release

@@ -1,8 +1,8 @@
 """examples/speech_ctc.py runs with no arguments within a time limit, saves its PNG, its
 streamed greedy CTC transcripts equal run() + greedy_decode on every utterance, and the
 bundled model's word accuracy on the fixed held-out set (seed 1001, 200 utterances) is above
-WORD_ACC_BOUND with at most half the word errors of the per-frame nearest-centroid baseline; the synthetic speech
-generator and its streaming features are what they claim."""
+WORD_ACC_BOUND with at most half the word errors of the per-frame nearest-centroid baseline;
+the synthetic speech generator and its streaming features are what they claim."""
 from __future__ import annotations
 
 import os
