@@ -136,10 +136,11 @@ def save_plot(path: str, feats, post, emitted, text, labels) -> str:
 
 
 def _save_plain(path: str, feats, post) -> str:
-    """Without matplotlib: the features over the posteriors as grey-scale rows, 3 px each."""
+    """Without matplotlib: the features over the letter posteriors (blank left out), dark =
+    high, 3 px per frame and row."""
     from convlstm_moving_shapes import write_png
     f = (feats - feats.min()) / (np.ptp(feats) + 1e-9)
-    img = np.concatenate([f.T[::-1], np.full((2, len(feats)), 0.5), 1 - post.T])
+    img = np.concatenate([f.T[::-1], np.full((2, len(feats)), 0.5), 1 - post[:, 1:].T])
     write_png(path, np.repeat(np.repeat(img, 3, 0), 3, 1))
     return "numpy PNG writer"
 
