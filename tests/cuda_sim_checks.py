@@ -101,6 +101,30 @@ def token_model(path: str) -> str:
     return path
 
 
+def conv_model(path: str) -> str:
+    """Linear -> Conv1d (groups 2, stride 2, padding; the CPU's direct kernel) -> Reduce mean
+    -> GRU -> Conv1d (8 output channels, dilation 2: the CPU's implicit GEMM) -> Reduce max
+    and sum: the per-step convolution and reduction on the device."""
+    rng = np.random.default_rng(8)
+    b = GraphBuilder("x", 4)
+    fc = b.add("Linear", "fc", ["x"], {"in_features": 4, "out_features": 12},
+               {"W": _u(rng, (4, 12), 0.5), "bias": _u(rng, (12,), 0.1)})
+    ca = b.add("Conv1d", "conv_a", [fc], {"in_channels": 2, "in_length": 6, "out_channels": 4,
+                                          "kernel_size": 3, "stride": 2, "pad_left": 1,
+                                          "pad_right": 1, "groups": 2},
+               {"W": _u(rng, (4, 1, 3), 0.5), "bias": _u(rng, (4,), 0.1)})
+    mean = b.add("Reduce", "mean", [ca], {"kind": "mean", "outer": 4, "axis": 3, "inner": 1})
+    h = add_recurrent(b, rng, "GRU", "gru", mean, 4, 4)
+    cb = b.add("Conv1d", "conv_b", [h], {"in_channels": 1, "in_length": 4, "out_channels": 8,
+                                         "kernel_size": 2, "dilation": 2},
+               {"W": _u(rng, (8, 1, 2), 0.5)})
+    mx = b.add("Reduce", "max", [cb], {"kind": "max", "outer": 2, "axis": 4, "inner": 2})
+    sm = b.add("Reduce", "sum", [cb], {"kind": "sum", "outer": 1, "axis": 2, "inner": 8})
+    b.output(b.add("Concat", "cat", [mx, sm], {"sizes": [4, 8]}))
+    b.save(path)
+    return path
+
+
 def bad_ids(path: str) -> dict:
     """An out-of-vocabulary id: the device raises the CPU's ValueError, state untouched."""
     m = lstm_infer.load(path)
@@ -240,6 +264,7 @@ def main() -> None:
         tokens = token_model(os.path.join(tmp, "tokens.lstm"))
         res["tokens"] = pool_vs_cpu(tokens, padded=True)
         res["bad_ids"] = bad_ids(tokens)
+        res["conv"] = pool_vs_cpu(conv_model(os.path.join(tmp, "conv.lstm")))
         res["shared"] = shared_branches({"lstm": (os.path.join(tmp, "lstm.lstm"), None),
                                          "bidirectional_lstm_int8": (q, LENGTHS)})
     print(json.dumps(res))

@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOL = 1e-5
 CASES = ("lstm", "lstm_proj", "gru", "gru_reset_before", "rnn", "rnn_relu", "lstm_int8",
-         "pointwise", "tokens")
+         "pointwise", "tokens", "conv")
 PADDED = ("lstm", "gru_reset_before", "tokens")  # also run with lengths= (seq_kernel)
 BIDIRECTIONAL = ("lstm", "gru", "rnn", "lstm_int8")
 
@@ -49,7 +49,7 @@ def test_device_equals_cpu(sim, case):
     """streams(n, device="cuda") step by step (state carried), get_state, reset(i) and
     reset(), and run() of a batch, of one sequence and of a padded batch (lengths=) == the
     CPU path within 1e-5. "tokens": Embedding (2 ids a step) -> LSTM -> History -> Gather ->
-    Linear -> TimeReduce mean, max, min, sum."""
+    Linear -> TimeReduce mean, max, min, sum; "conv": Conv1d (both CPU kernels) and Reduce."""
     r = sim[case]
     keys = ("step", "state", "reset", "run", "run_1seq") + (("run_lengths",) if case in PADDED else ())
     for key in keys:

@@ -13,7 +13,8 @@ DEVICES = ("cpu", "cuda")
 # Ops with a device kernel (lstm_infer/cuda/kernels.py, step_ops.py). Every other op of the
 # CPU path is refused by check_supported, naming it, when a device pool or run is made.
 SUPPORTED_OPS = ("Linear", "LSTM", "GRU", "RNN", "Concat", "Activation", "Add", "Mul", "Binary",
-                 "Scale", "LayerNorm", "Embedding", "Gather", "TimeReduce", "History")
+                 "Scale", "LayerNorm", "Embedding", "Gather", "Reduce", "Conv1d", "TimeReduce",
+                 "History")
 
 _INSTALL = ("install the CUDA extra (pip install 'lstm-infer[cuda]': numba-cuda and the CUDA "
             "toolkit wheels) on a machine with an NVIDIA GPU and its driver; to try the path "

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from ..ops import (activation, binary, concat, embedding, gather, gru, history, layernorm, linear,
-                   lstm, rnn, scale, time_reduce)
+from ..ops import (activation, binary, concat, conv1d, embedding, gather, gru, history, layernorm,
+                   linear, lstm, reduce, rnn, scale, time_reduce)
 from ..ops.base import IN, OUT
 from .device_math import (binary_op, clipv, elementwise, fast_sigmoid, fast_tanh, gate_act,
                           layer_norm, softmax)
-from .step_ops import (embedding_step, gather_step, history_step, time_reduce_count,
-                       time_reduce_values)
+from .step_ops import (conv1d_step, embedding_step, gather_step, history_step, reduce_step,
+                       time_reduce_count, time_reduce_values)
 
 STREAMS_PER_BLOCK = 4
 
@@ -355,6 +355,10 @@ def run_op(prog, r, w, w8, w32, st, sc, b0, nb, wsh, sh):
         embedding_step(prog, r, w, sc, b0, nb, tid, nt)
     elif op == gather.OPCODE:
         gather_step(prog, r, w32, sc, b0, nb, tid, nt)
+    elif op == reduce.OPCODE:
+        reduce_step(prog, r, sc, b0, nb, tid, nt)
+    elif op == conv1d.OPCODE:
+        conv1d_step(prog, r, w, sc, b0, nb, tid, nt)
     elif op == history.OPCODE:
         history_step(prog, r, st, sc, b0, nb, tid, nt)
     elif op == time_reduce.OPCODE:

@@ -1,7 +1,8 @@
-"""Device functions for the cheap per-step ops: Embedding, Gather, TimeReduce, History.
+"""Device functions for the cheap per-step ops: Embedding, Gather, Reduce, Conv1d,
+TimeReduce, History.
 
 The same per-step semantics as their CPU step kernels (lstm_infer/ops/embedding.py,
-gather.py, time_reduce.py, history.py), for the block's streams b0 .. b0 + nb - 1: the
+gather.py, reduce.py, conv1d.py, time_reduce.py, history.py), for the block's streams b0 .. b0 + nb - 1: the
 threads split (stream, output element) pairs, thread `tid` of `nt` taking every nt-th.
 
 These functions take the thread index and count as arguments and never touch
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from ..ops import embedding, gather, history, time_reduce
+from ..ops import conv1d, embedding, gather, history, reduce, time_reduce
 from ..ops.base import IN, OUT
 
 
@@ -57,6 +58,66 @@ def gather_step(prog, r, w32, sc, b0, nb, tid, nt):
         j = q % n
         k = w32[x0 + j]
         sc[b, o0 + j] = sc[b, i0 + k] if k >= 0 else float32(0.0)
+
+
+@cuda.jit(device=True)
+def reduce_step(prog, r, sc, b0, nb, tid, nt):
+    """Mean, sum, max or min over the middle axis of (outer, axis, inner); a thread per
+    (stream, output element), the axis in the CPU's order (ops/reduce.reduce)."""
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    kind = prog[r, reduce.KIND]
+    axis = prog[r, reduce.AXIS]
+    inner = prog[r, reduce.INNER]
+    n = prog[r, reduce.OUTER] * inner
+    for q in range(tid, nb * n, nt):
+        b = b0 + q // n
+        e = q % n
+        base = i0 + (e // inner) * axis * inner + e % inner
+        acc = sc[b, base]
+        for a in range(1, axis):
+            v = sc[b, base + a * inner]
+            if kind <= 1:
+                acc += v
+            elif kind == 2:
+                acc = max(acc, v)
+            else:
+                acc = min(acc, v)
+        sc[b, o0 + e] = acc / axis if kind == 0 else acc
+
+
+@cuda.jit(device=True)
+def conv1d_step(prog, r, w, sc, b0, nb, tid, nt):
+    """One step's Conv1d over (C, L) -> (M, L_out), W (M, C/groups, K) as stored (not the
+    CPU's packed copy): a thread per (stream, m, t), terms added in the CPU direct kernel's
+    order (bias, then input channel, then tap; the CPU's implicit GEMM for wide layers adds
+    them in another order: agreement to float32 rounding, not bit for bit)."""
+    i0 = prog[r, IN]
+    o0 = prog[r, OUT]
+    C = prog[r, conv1d.CHANNELS]
+    L = prog[r, conv1d.LENGTH]
+    M = prog[r, conv1d.OUT_CHANNELS]
+    K = prog[r, conv1d.KERNEL_SIZE]
+    stride = prog[r, conv1d.STRIDE]
+    dil = prog[r, conv1d.DILATION]
+    pad = prog[r, conv1d.PAD_LEFT]
+    L_out = prog[r, conv1d.OUT_LENGTH]
+    w0 = prog[r, conv1d.W]
+    b_off = prog[r, conv1d.BIAS]
+    cg = C // prog[r, conv1d.GROUPS]
+    mg = M // prog[r, conv1d.GROUPS]
+    for q in range(tid, nb * M * L_out, nt):
+        b = b0 + q // (M * L_out)
+        m = (q % (M * L_out)) // L_out
+        t = q % L_out
+        acc = w[b_off + m] if b_off >= 0 else float32(0.0)
+        for ci in range(cg):
+            x0 = i0 + ((m // mg) * cg + ci) * L
+            for k in range(K):
+                p = t * stride + k * dil - pad
+                if p >= 0 and p < L:
+                    acc += w[w0 + (m * cg + ci) * K + k] * sc[b, x0 + p]
+        sc[b, o0 + m * L_out + t] = acc
 
 
 @cuda.jit(device=True)
