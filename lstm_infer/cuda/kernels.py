@@ -6,8 +6,12 @@ that get_state copies back the state only). Its threads run the program's rows i
 with a barrier after each, so one launch per step serves the whole pool, never one per
 layer or per stream (a numba.cuda launch costs several microseconds of host time).
 `run_kernel` goes further for whole sequences: one launch for the batch, each block
-stepping its sequences through all T steps (weights read from global memory through the
-L2 cache, not pinned in shared memory or registers yet).
+stepping its sequences through all T steps with the recurrent matrices W_hh staged once in
+shared memory where they fit (staging.py; the other weights are read from global memory
+through L2). `seq_kernel` runs padded batches and reverse layers: one launch, a block per
+sequence stepping segments of the program forwards or backwards (staging.segments).
+The cheap per-step ops (Embedding, Gather, Reduce, Conv1d, TimeReduce, History) are in
+step_ops.py, written so that they can live outside this module (see below).
 
 One device function per op (field names and semantics are the op modules', lstm_infer/ops/):
 threads of the block split the op's output units; a mat-vec thread owns column j for all

@@ -2,7 +2,8 @@
 
 The program and the weight arena go to the device once per model (kept for the model's
 life, shared by its pools and runs); a pool's state lives on the device and comes back
-only for get_state(); a step copies X in and Y out through buffers allocated once.
+only for get_state(); a step copies X in and Y out through buffers allocated once. Token
+ids are checked on the host before a launch (a kernel cannot raise): the CPU's ValueError.
 """
 from __future__ import annotations
 
