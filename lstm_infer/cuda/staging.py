@@ -30,8 +30,8 @@ def recurrent_matrix(row: np.ndarray) -> tuple[int, int, bool] | None:
 
 
 def shared_stage(prog: np.ndarray, limit: int = SHARED_LIMIT) -> tuple[np.ndarray, np.ndarray, int]:
-    """The W_hh matrices to keep in shared memory, first layers first while they fit in
-    `limit` bytes (float32 each: an int8 matrix is staged as its exact float values, so the
+    """The W_hh matrices to keep in shared memory: in program order, each one that still
+    fits in `limit` bytes with those before it (float32 each: an int8 matrix is staged as its exact float values, so the
     mat-vec is the same arithmetic): `stage` rows [src, floats, int8, dst] (one empty row
     when nothing fits: the kernels take an array either way), `shoff` (row -> dst or -1)
     and the shared bytes the launch must ask for."""
