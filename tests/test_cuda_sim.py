@@ -18,6 +18,7 @@ import pytest
 
 import lstm_infer
 from builders import stacked
+from lstm_infer.cuda.staging import segments, shared_stage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -136,15 +137,12 @@ def test_bad_device_name(tmp_path):
         m.run(np.zeros((2, 3), np.float32), device="tpu")
 
 
-def test_staging_plan():
+def test_staging_plan(tmp_path):
     """staging.py on the CPU: W_hh matrices staged first layers first while they fit the
     limit (4 bytes a value, int8 too), and a bidirectional stack cut into segments with each
     reverse layer alone and the output copy rows in the last forward segment."""
-    from lstm_infer.cuda.staging import segments, shared_stage
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        stacked(os.path.join(tmp, "b.lstm"), op="LSTM", I=3, H=4, layers=2, bidirectional=True)
-        m = lstm_infer.load(os.path.join(tmp, "b.lstm"))
+    stacked(tmp_path / "b.lstm", op="LSTM", I=3, H=4, layers=2, bidirectional=True)
+    m = lstm_infer.load(tmp_path / "b.lstm")
     prog = m.plan.prog
     stage, shoff, used = shared_stage(prog)
     assert used == 4 * 4 * 16 * 4 and list(stage[:, 1]) == [64] * 4

@@ -12,8 +12,8 @@ import numpy as np
 from ..inputs import as_float32, flatten_frames, nonfinite_error, pack_inputs, shape_error
 from ..ops.embedding import _check as check_sequence_ids
 from ..ops.embedding import bad_id_error, input_embeddings
-from .device import check_supported, get_cuda
 from . import staging
+from .device import check_supported, get_cuda
 from .staging import segments, shared_stage
 
 
