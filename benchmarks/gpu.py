@@ -4,6 +4,7 @@ sequences, as ratios (PyTorch time / lstm-infer time: > 1 means lstm-infer is fa
 
     python -m benchmarks.gpu [--op LSTM] [--input 64] [--hidden 128] [--steps 30]
                              [--streams 1024,4096,16384,65536] [--batches 64,512] [--seq 100]
+                             [--bidirectional]   (run() only: a bidirectional model has no streams)
 
 Both sides take numpy in and give numpy out (host -> device -> host every call, as a pool
 of sensor streams does). PyTorch steps its nn.LSTM/GRU (cuDNN) one step at a time with the
@@ -45,14 +46,14 @@ def _refuse_without_gpu() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _torch_net(op: str, I: int, H: int):
+def _torch_net(op: str, I: int, H: int, bidirectional: bool = False):
     import torch
 
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = getattr(torch.nn, op)(I, H, batch_first=True)
-            self.fc = torch.nn.Linear(H, 8)
+            self.rnn = getattr(torch.nn, op)(I, H, batch_first=True, bidirectional=bidirectional)
+            self.fc = torch.nn.Linear(2 * H if bidirectional else H, 8)
 
         def forward(self, x, state=None):
             y, state = self.rnn(x, state)
@@ -80,6 +81,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--streams", default="1024,4096,16384,65536")
     ap.add_argument("--batches", default="64,512")
     ap.add_argument("--seq", type=int, default=100)
+    ap.add_argument("--bidirectional", action="store_true",
+                    help="a bidirectional layer: run() only (seq_kernel), no streams")
     a = ap.parse_args(argv)
     gpu = _refuse_without_gpu()
     import torch
@@ -87,7 +90,7 @@ def main(argv=None) -> dict:
     from converters import convert_torch
 
     I, H = a.input, a.hidden
-    net = _torch_net(a.op, I, H)
+    net = _torch_net(a.op, I, H, a.bidirectional)
 
     class OutputsOnly(torch.nn.Module):
         def __init__(self, inner):
@@ -104,9 +107,10 @@ def main(argv=None) -> dict:
     has_torch_gpu = torch.cuda.is_available()
     tnet = net.cuda() if has_torch_gpu else None
     rng = np.random.default_rng(0)
-    res = {"gpu": gpu, "op": a.op, "input": I, "hidden": H, "torch": torch.__version__,
+    res = {"gpu": gpu, "op": ("bidirectional " if a.bidirectional else "") + a.op, "input": I,
+           "hidden": H, "torch": torch.__version__,
            "torch_cuda": has_torch_gpu, "streams": [], "run": []}
-    for n in [int(v) for v in a.streams.split(",")]:
+    for n in [] if a.bidirectional else [int(v) for v in a.streams.split(",")]:
         X = rng.standard_normal((n, I)).astype(np.float32)
         pool = m.streams(n, device="cuda")
         ours = _timed(lambda: pool.step(X), a.steps)

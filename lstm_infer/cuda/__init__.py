@@ -10,7 +10,12 @@ float32 weight arena as the CPU interpreter (lstm_infer/plan.py):
   the Activation and Binary kinds), the same formulas as lstm_infer/kernels and ops;
 - `kernels.py`: one device function per op (threads of a block over output units) and the
   interpreter kernels: one launch per step for all streams of a pool (`step_kernel`), one
-  launch for a whole batch of sequences (`run_kernel`);
+  launch for a whole batch of sequences (`run_kernel`, W_hh in shared memory), one launch
+  for a padded batch or a model with reverse layers (`seq_kernel`);
+- `step_ops.py`: the cheap per-step ops (Embedding, Gather, Reduce, Conv1d, TimeReduce,
+  History), threads passed in, so they sit outside kernels.py;
+- `staging.py` (numpy only): which W_hh matrices run_kernel keeps in shared memory, and
+  the program's segments for seq_kernel;
 - `pool.py`: DeviceStreamPool and run_on_device: weights uploaded once per model, state
   resident on the device, copied back only for outputs and get_state.
 """

@@ -10,10 +10,11 @@ from ..errors import DeviceUnavailableError, UnsupportedOnDeviceError
 
 DEVICES = ("cpu", "cuda")
 
-# Ops with a device kernel (lstm_infer/cuda/device_ops.py). Every other op of the CPU path
-# is refused by check_supported, naming it, when a device pool or run is made.
+# Ops with a device kernel (lstm_infer/cuda/kernels.py, step_ops.py). Every other op of the
+# CPU path is refused by check_supported, naming it, when a device pool or run is made.
 SUPPORTED_OPS = ("Linear", "LSTM", "GRU", "RNN", "Concat", "Activation", "Add", "Mul", "Binary",
-                 "Scale", "LayerNorm")
+                 "Scale", "LayerNorm", "Embedding", "Gather", "Reduce", "Conv1d", "TimeReduce",
+                 "History")
 
 _INSTALL = ("install the CUDA extra (pip install 'lstm-infer[cuda]': numba-cuda and the CUDA "
             "toolkit wheels) on a machine with an NVIDIA GPU and its driver; to try the path "
@@ -52,8 +53,10 @@ def _reason(cuda) -> str:
 
 
 def check_supported(graph) -> None:
-    """UnsupportedOnDeviceError naming every node whose op has no device kernel, or a graph
-    the device kernels cannot step (a prelude, a reverse or sequence-only node)."""
+    """UnsupportedOnDeviceError naming every node whose op has no device kernel, or a model
+    with an image prelude. Reverse layers and lengths= run (run_on_device's seq_kernel); a
+    device pool of a model with a reverse layer is refused as the CPU pool is
+    (NotStreamableError)."""
     missing = sorted({n.op for n in graph.nodes if n.op not in SUPPORTED_OPS})
     if missing:
         raise UnsupportedOnDeviceError(
@@ -62,7 +65,3 @@ def check_supported(graph) -> None:
     if graph.prelude is not None:
         raise UnsupportedOnDeviceError("device='cuda' does not run a model with an image prelude "
                                        "yet; run it with device='cpu'")
-    if not graph.streamable:
-        raise UnsupportedOnDeviceError(
-            f"device='cuda' steps the model forwards in time, and {', '.join(graph.reverse_nodes)} "
-            "need the whole sequence (a reverse layer); run this model with device='cpu'")

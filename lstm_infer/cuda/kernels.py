@@ -6,8 +6,12 @@ that get_state copies back the state only). Its threads run the program's rows i
 with a barrier after each, so one launch per step serves the whole pool, never one per
 layer or per stream (a numba.cuda launch costs several microseconds of host time).
 `run_kernel` goes further for whole sequences: one launch for the batch, each block
-stepping its sequences through all T steps (weights read from global memory through the
-L2 cache, not pinned in shared memory or registers yet).
+stepping its sequences through all T steps with the recurrent matrices W_hh staged once in
+shared memory where they fit (staging.py; the other weights are read from global memory
+through L2). `seq_kernel` runs padded batches and reverse layers: one launch, a block per
+sequence stepping segments of the program forwards or backwards (staging.segments).
+The cheap per-step ops (Embedding, Gather, Reduce, Conv1d, TimeReduce, History) are in
+step_ops.py, written so that they can live outside this module (see below).
 
 One device function per op (field names and semantics are the op modules', lstm_infer/ops/):
 threads of the block split the op's output units; a mat-vec thread owns column j for all
@@ -27,10 +31,13 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from ..ops import activation, binary, concat, gru, layernorm, linear, lstm, rnn, scale
+from ..ops import (activation, binary, concat, conv1d, embedding, gather, gru, history, layernorm,
+                   linear, lstm, reduce, rnn, scale, time_reduce)
 from ..ops.base import IN, OUT
 from .device_math import (binary_op, clipv, elementwise, fast_sigmoid, fast_tanh, gate_act,
                           layer_norm, softmax)
+from .step_ops import (conv1d_step, embedding_step, gather_step, history_step, reduce_step,
+                       time_reduce_count, time_reduce_values)
 
 STREAMS_PER_BLOCK = 4
 
@@ -45,26 +52,37 @@ def set_bias(out, o_col, w, b_off, n, b0, nb):
 
 
 @cuda.jit(device=True)
-def matvec(out, o_col, x, x_col, w, w8, w_off, s_off, rows, stride, c0, n, b0, nb):
+def matvec(out, o_col, x, x_col, w, w8, w_off, s_off, rows, stride, c0, n, b0, nb, wsh, sh):
     """out[b, o_col + j] += sum_k x[b, x_col + k] * W[k, c0 + j], j < n, W (rows, stride) at
-    w[w_off:] (float32, s_off < 0) or w8[w_off:] (int8, per-column scales at w[s_off:])."""
+    w[w_off:] (float32, s_off < 0) or w8[w_off:] (int8, per-column scales at w[s_off:]).
+    sh >= 0: W's values are staged at wsh[sh:] (shared memory, the same layout; an int8
+    matrix as its exact float32 values), read there instead of from global memory."""
     acc = cuda.local.array(STREAMS_PER_BLOCK, float32)
     for j in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for s in range(STREAMS_PER_BLOCK):
             acc[s] = float32(0.0)
-        col = w_off + c0 + j
-        if s_off < 0:
+        if sh >= 0:
+            col = sh + c0 + j
+            for k in range(rows):
+                wv = wsh[col + k * stride]
+                for s in range(nb):
+                    acc[s] += x[b0 + s, x_col + k] * wv
+        elif s_off < 0:
+            col = w_off + c0 + j
             for k in range(rows):
                 wv = w[col + k * stride]
                 for s in range(nb):
                     acc[s] += x[b0 + s, x_col + k] * wv
-            for s in range(nb):
-                out[b0 + s, o_col + j] += acc[s]
         else:
+            col = w_off + c0 + j
             for k in range(rows):
                 wv = float32(w8[col + k * stride])
                 for s in range(nb):
                     acc[s] += x[b0 + s, x_col + k] * wv
+        if s_off < 0:
+            for s in range(nb):
+                out[b0 + s, o_col + j] += acc[s]
+        else:
             sj = w[s_off + c0 + j]
             for s in range(nb):
                 out[b0 + s, o_col + j] += sj * acc[s]
@@ -92,7 +110,7 @@ def linear_step(prog, r, w, w8, st, sc, b0, nb):
     Og = O // G
     for g in range(G):  # group g: inputs [g*Ig, (g+1)*Ig) times columns [g*Og, (g+1)*Og)
         matvec(sc, o0 + g * Og, sc, i0 + g * Ig, w, w8, prog[r, linear.W], prog[r, linear.W_SCALE],
-               Ig, O, g * Og, Og, b0, nb)
+               Ig, O, g * Og, Og, b0, nb, w, -1)
 
 
 @cuda.jit(device=True)
@@ -119,7 +137,7 @@ def lstm_unit(gi, gf, gg, go, cp, w, cfg, p0, j, H):
 
 
 @cuda.jit(device=True)
-def lstm_step(prog, r, w, w8, st, sc, b0, nb):
+def lstm_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh):
     i0 = prog[r, IN]
     o0 = prog[r, OUT]
     I = prog[r, lstm.IN_SIZE]
@@ -132,9 +150,9 @@ def lstm_step(prog, r, w, w8, st, sc, b0, nb):
     hf = prog[r, lstm.HFULL]
     set_bias(sc, g0, w, prog[r, lstm.BIAS], 4 * H, b0, nb)
     matvec(sc, g0, sc, i0, w, w8, prog[r, lstm.W_IH], prog[r, lstm.W_IH_SCALE], I, 4 * H, 0,
-           4 * H, b0, nb)
+           4 * H, b0, nb, w, -1)
     matvec(sc, g0, st, h0, w, w8, prog[r, lstm.W_HH], prog[r, lstm.W_HH_SCALE], R, 4 * H, 0,
-           4 * H, b0, nb)
+           4 * H, b0, nb, wsh, sh)
     cuda.syncthreads()  # every gate column is done, and h is read: the cell may write it
     for q in range(cuda.threadIdx.x, nb * H, cuda.blockDim.x):
         b = b0 + q // H
@@ -151,7 +169,7 @@ def lstm_step(prog, r, w, w8, st, sc, b0, nb):
         cuda.syncthreads()
         set_bias(st, h0, w, -1, P, b0, nb)
         matvec(st, h0, sc, hf, w, w8, prog[r, lstm.W_HR], prog[r, lstm.W_HR_SCALE], H, P, 0, P,
-               b0, nb)
+               b0, nb, w, -1)
     cuda.syncthreads()
     copy_cols(sc, o0, st, h0, R, b0, nb)
     if prog[r, lstm.OUTPUT_CELL]:
@@ -159,7 +177,7 @@ def lstm_step(prog, r, w, w8, st, sc, b0, nb):
 
 
 @cuda.jit(device=True)
-def gru_step(prog, r, w, w8, st, sc, b0, nb):
+def gru_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh):
     """ops/gru.py: gx = x W_ih + b_ih, gh = h W_hh + b_hh (reset-before: the n columns from
     (r*h) W_hn once r is known), then the update of h."""
     i0 = prog[r, IN]
@@ -176,16 +194,16 @@ def gru_step(prog, r, w, w8, st, sc, b0, nb):
     whh_s = prog[r, gru.W_HH_SCALE]
     set_bias(sc, gx, w, prog[r, gru.B_IH], 3 * H, b0, nb)
     matvec(sc, gx, sc, i0, w, w8, prog[r, gru.W_IH], prog[r, gru.W_IH_SCALE], I, 3 * H, 0, 3 * H,
-           b0, nb)
+           b0, nb, w, -1)
     set_bias(sc, gh, w, prog[r, gru.B_HH], 3 * H, b0, nb)
     general = w[cfg] != 0
     clip = w[cfg + 1]
     fk, fa, fb = int(w[cfg + 4]), w[cfg + 5], w[cfg + 6]
     gk, ga, gb = int(w[cfg + 7]), w[cfg + 8], w[cfg + 9]
     if lbr:
-        matvec(sc, gh, st, h0, w, w8, whh, whh_s, H, 3 * H, 0, 3 * H, b0, nb)
+        matvec(sc, gh, st, h0, w, w8, whh, whh_s, H, 3 * H, 0, 3 * H, b0, nb, wsh, sh)
     else:
-        matvec(sc, gh, st, h0, w, w8, whh, whh_s, H, 3 * H, 0, 2 * H, b0, nb)
+        matvec(sc, gh, st, h0, w, w8, whh, whh_s, H, 3 * H, 0, 2 * H, b0, nb, wsh, sh)
         cuda.syncthreads()
         for q in range(cuda.threadIdx.x, nb * H, cuda.blockDim.x):
             b = b0 + q // H
@@ -194,7 +212,7 @@ def gru_step(prog, r, w, w8, st, sc, b0, nb):
             rg = gate_act(clipv(v, clip), fk, fa, fb) if general else fast_sigmoid(v)
             sc[b, rh + k] = rg * st[b, h0 + k]
         cuda.syncthreads()
-        matvec(sc, gh + 2 * H, sc, rh, w, w8, whh, whh_s, H, 3 * H, 2 * H, H, b0, nb)
+        matvec(sc, gh + 2 * H, sc, rh, w, w8, whh, whh_s, H, 3 * H, 2 * H, H, b0, nb, wsh, sh)
     cuda.syncthreads()
     for q in range(cuda.threadIdx.x, nb * H, cuda.blockDim.x):
         b = b0 + q // H
@@ -220,7 +238,7 @@ def gru_step(prog, r, w, w8, st, sc, b0, nb):
 
 
 @cuda.jit(device=True)
-def rnn_step(prog, r, w, w8, st, sc, b0, nb):
+def rnn_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh):
     """ops/rnn.py: h = f(x W_ih + h W_hh + bias)."""
     i0 = prog[r, IN]
     o0 = prog[r, OUT]
@@ -229,8 +247,10 @@ def rnn_step(prog, r, w, w8, st, sc, b0, nb):
     h0 = prog[r, rnn.STATE_H]
     cfg = prog[r, rnn.CFG]
     set_bias(sc, o0, w, prog[r, rnn.BIAS], H, b0, nb)
-    matvec(sc, o0, sc, i0, w, w8, prog[r, rnn.W_IH], prog[r, rnn.W_IH_SCALE], I, H, 0, H, b0, nb)
-    matvec(sc, o0, st, h0, w, w8, prog[r, rnn.W_HH], prog[r, rnn.W_HH_SCALE], H, H, 0, H, b0, nb)
+    matvec(sc, o0, sc, i0, w, w8, prog[r, rnn.W_IH], prog[r, rnn.W_IH_SCALE], I, H, 0, H, b0, nb,
+           w, -1)
+    matvec(sc, o0, st, h0, w, w8, prog[r, rnn.W_HH], prog[r, rnn.W_HH_SCALE], H, H, 0, H, b0, nb,
+           wsh, sh)
     cuda.syncthreads()  # h is read by every column: now it may be written
     for q in range(cuda.threadIdx.x, nb * H, cuda.blockDim.x):
         b = b0 + q // H
@@ -311,17 +331,20 @@ def layernorm_step(prog, r, w, sc, b0, nb):
 
 
 @cuda.jit(device=True)
-def run_op(prog, r, w, w8, st, sc, b0, nb):
-    """Program row r for the block's streams (dispatch by opcode, as kernels/interpreter.py)."""
+def run_op(prog, r, w, w8, w32, st, sc, b0, nb, wsh, sh):
+    """Program row r for the block's streams (dispatch by opcode, as kernels/interpreter.py);
+    sh: where row r's W_hh is staged in the shared memory wsh, or -1 (global memory)."""
     op = prog[r, 0]
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
     if op == linear.OPCODE:
         linear_step(prog, r, w, w8, st, sc, b0, nb)
     elif op == lstm.OPCODE:
-        lstm_step(prog, r, w, w8, st, sc, b0, nb)
+        lstm_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh)
     elif op == gru.OPCODE:
-        gru_step(prog, r, w, w8, st, sc, b0, nb)
+        gru_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh)
     elif op == rnn.OPCODE:
-        rnn_step(prog, r, w, w8, st, sc, b0, nb)
+        rnn_step(prog, r, w, w8, st, sc, b0, nb, wsh, sh)
     elif op == concat.OPCODE:
         copy_cols(sc, prog[r, OUT], sc, prog[r, IN], prog[r, concat.SIZE], b0, nb)
     elif op == activation.OPCODE:
@@ -332,48 +355,118 @@ def run_op(prog, r, w, w8, st, sc, b0, nb):
         scale_step(prog, r, w, sc, b0, nb)
     elif op == layernorm.OPCODE:
         layernorm_step(prog, r, w, sc, b0, nb)
+    elif op == embedding.OPCODE:
+        embedding_step(prog, r, w, sc, b0, nb, tid, nt)
+    elif op == gather.OPCODE:
+        gather_step(prog, r, w32, sc, b0, nb, tid, nt)
+    elif op == reduce.OPCODE:
+        reduce_step(prog, r, sc, b0, nb, tid, nt)
+    elif op == conv1d.OPCODE:
+        conv1d_step(prog, r, w, sc, b0, nb, tid, nt)
+    elif op == history.OPCODE:
+        history_step(prog, r, st, sc, b0, nb, tid, nt)
+    elif op == time_reduce.OPCODE:
+        time_reduce_values(prog, r, st, sc, b0, nb, tid, nt)
+        cuda.syncthreads()  # every feature has read the old count
+        time_reduce_count(prog, r, st, b0, nb, tid, nt)
 
 
 @cuda.jit(device=True)
-def _load_step(x, st, sc, prog, b0, nb):
-    """The block's streams' inputs x[b] into the program's input slot."""
-    copy_cols(sc, prog[0, 1], x, 0, prog[0, 2], b0, nb)
+def stage_weights(stage, w, w8, wsh):
+    """Copies the matrices listed in `stage` (rows [src, n, int8, dst], staging.py) into the
+    shared memory wsh, once per launch; an int8 matrix as its exact float32 values."""
+    for m in range(stage.shape[0]):
+        src = stage[m, 0]
+        dst = stage[m, 3]
+        for i in range(cuda.threadIdx.x, stage[m, 1], cuda.blockDim.x):
+            wsh[dst + i] = float32(w8[src + i]) if stage[m, 2] else w[src + i]
+    cuda.syncthreads()
 
 
 @cuda.jit(device=True)
-def _run_program(prog, w, w8, st, sc, b0, nb):
+def _run_program(prog, w, w8, w32, st, sc, b0, nb, wsh, shoff):
     cuda.syncthreads()
     for r in range(1, prog[0, 0] + 1):
-        run_op(prog, r, w, w8, st, sc, b0, nb)
+        run_op(prog, r, w, w8, w32, st, sc, b0, nb, wsh, shoff[r])
         cuda.syncthreads()
 
 
 @cuda.jit
-def step_kernel(prog, w, w8, st, sc, x, y):
-    """One step of n streams: x (n, I) -> y (n, O); state st (n, S) updated in place."""
+def step_kernel(prog, w, w8, w32, shoff, st, sc, x, y):
+    """One step of n streams: x (n, I) -> y (n, O); state st (n, S) updated in place.
+    Nothing is staged in shared memory (shoff all -1): each block reads W_hh once per step
+    either way, so a copy to shared memory would only add a pass."""
     n = st.shape[0]
     b0 = cuda.blockIdx.x * STREAMS_PER_BLOCK
     nb = min(STREAMS_PER_BLOCK, n - b0)
     if nb <= 0:  # the whole block leaves together, so no barrier is left waiting
         return
-    _load_step(x, st, sc, prog, b0, nb)
-    _run_program(prog, w, w8, st, sc, b0, nb)
+    copy_cols(sc, prog[0, 1], x, 0, prog[0, 2], b0, nb)
+    _run_program(prog, w, w8, w32, st, sc, b0, nb, w, shoff)
     copy_cols(y, 0, sc, prog[0, 3], prog[0, 4], b0, nb)
 
 
 @cuda.jit
-def run_kernel(prog, w, w8, st, sc, xs, ys):
-    """T steps of B sequences from the state in st: xs (T, B, I) -> ys (T, B, O)."""
+def run_kernel(prog, w, w8, w32, shoff, stage, st, sc, xs, ys):
+    """T steps of B sequences from the state in st: xs (T, B, I) -> ys (T, B, O).
+
+    The persistent-RNN idea (Diamos et al., "Persistent RNNs", Baidu 2016; cuDNN's
+    CUDNN_RNN_ALGO_PERSIST_STATIC): the block lives for all T steps, so the recurrent
+    matrices W_hh, read again at every step, are copied once into the block's dynamic
+    shared memory (`stage`, planned by staging.py within a conservative 48 KB: the
+    per-block limit without an opt-in) and read from there at every step; the matrices
+    that do not fit are read from global memory (through L2). Same values, same order of
+    summation: the results are bit-identical either way (tests/test_cuda_sim.py).
+    """
+    wsh = cuda.shared.array(0, float32)
     n = st.shape[0]
     b0 = cuda.blockIdx.x * STREAMS_PER_BLOCK
     nb = min(STREAMS_PER_BLOCK, n - b0)
     if nb <= 0:
         return
+    stage_weights(stage, w, w8, wsh)
     for t in range(xs.shape[0]):
-        _load_step(xs[t], st, sc, prog, b0, nb)
-        _run_program(prog, w, w8, st, sc, b0, nb)
+        copy_cols(sc, prog[0, 1], xs[t], 0, prog[0, 2], b0, nb)
+        _run_program(prog, w, w8, w32, st, sc, b0, nb, wsh, shoff)
         copy_cols(ys[t], 0, sc, prog[0, 3], prog[0, 4], b0, nb)
         cuda.syncthreads()  # the output slot is read before the next step overwrites it
+
+
+@cuda.jit
+def seq_kernel(prog, segs, recurrent, lens, w, w8, w32, shoff, stage, st, sc3, xs, ys):
+    """Padded batches and reverse layers: xs (T, B, I) -> ys (T, B, O), one block per
+    sequence b (its own length lens[b]), scratch per time step sc3 (T, B, scratch).
+
+    The program's rows run in segments (`segs` rows [r0, r1, reverse], staging.py): a
+    forward segment steps t = 0 .. T-1 through its rows, skipping the recurrent ones
+    (`recurrent[r]`) past the sequence's length, whose outputs stay zero as on the CPU; a
+    reverse segment (one reverse layer) steps t = L-1 .. 0. A segment reads what earlier
+    segments wrote at any step, which is why scratch is kept per step here (T*B*scratch
+    floats) while run_kernel keeps one row per sequence.
+    """
+    wsh = cuda.shared.array(0, float32)
+    b = cuda.blockIdx.x
+    if b >= st.shape[0]:
+        return
+    T = xs.shape[0]
+    L = lens[b]
+    F = sc3.shape[2]
+    for t in range(T):
+        for q in range(cuda.threadIdx.x, F, cuda.blockDim.x):
+            sc3[t, b, q] = float32(0.0)
+        cuda.syncthreads()
+        copy_cols(sc3[t], prog[0, 1], xs[t], 0, prog[0, 2], b, 1)
+    stage_weights(stage, w, w8, wsh)
+    for g in range(segs.shape[0]):
+        rev = segs[g, 2] != 0
+        for s in range(L if rev else T):
+            t = L - 1 - s if rev else s
+            for r in range(segs[g, 0], segs[g, 1]):
+                if t < L or not recurrent[r]:
+                    run_op(prog, r, w, w8, w32, st, sc3[t], b, 1, wsh, shoff[r])
+                cuda.syncthreads()
+    for t in range(T):
+        copy_cols(ys[t], 0, sc3[t], prog[0, 3], prog[0, 4], b, 1)
 
 
 def blocks(n: int) -> int:
