@@ -109,7 +109,7 @@ def save_plot(path: str, ecg, r_idx, truth, pred, rr_pred, start: int) -> str:
 
 def _save_plain(path: str, ecg, r_idx, truth, pred) -> str:
     """Without matplotlib: the ECG as a black line; under each beat two marks, reference
-    above, model below, blank for N, grey for S, black for V."""
+    above, model below: light grey for N, grey for S, black for V."""
     from convlstm_moving_shapes import write_png
     W, H = 1000, 200
     img = np.ones((H + 40, W), np.float32)
@@ -119,7 +119,7 @@ def _save_plain(path: str, ecg, r_idx, truth, pred) -> str:
     for c in range(W - 1):
         a, b = sorted((rows[c], rows[c + 1]))
         img[a:b + 1, c] = 0.0
-    shade = {0: 1.0, 1: 0.5, 2: 0.0}
+    shade = {0: 0.85, 1: 0.5, 2: 0.0}
     for r, y, p in zip(r_idx, truth, pred):
         c = int(r / max(len(ecg) - 1, 1) * (W - 1))
         img[H + 8:H + 20, max(c - 6, 0):c + 6] = shade[int(y)]
