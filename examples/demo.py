@@ -12,7 +12,9 @@
    the stream rejects without touching its state and which the demo fills in with the
    model's own prediction;
 3. prints the per-step latency (median / p99 over the loop, after warm-up) and the time of
-   the very first step (kernel load from the Numba cache, or compilation on a cold cache).
+   the very first step (kernel load from the Numba cache, or compilation on a cold cache);
+4. saves sensor_anomalies.png next to the converted model: the signal against the model's
+   predictions around the three faults, and the error with the threshold and the flags.
 """
 from __future__ import annotations
 
@@ -110,6 +112,69 @@ def _cause(a: int, b: int) -> str:
     return "unexpected"
 
 
+PLOT_FROM, PLOT_TO = 1400, 2750     # the stretch with the three faults
+
+
+def save_plot(path: str, fed, pred, resid, threshold: float, flagged: list[int]) -> str:
+    """Signal vs prediction, and |error| with the threshold, over the faults' stretch."""
+    t = np.arange(PLOT_FROM, PLOT_TO)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return _save_plain(path, fed, pred, resid, threshold, flagged)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True,
+                                 gridspec_kw={"height_ratios": [1.4, 1]})
+    a1.plot(t, fed[t], lw=0.8, color="black", label="sensor (as fed to the model)")
+    a1.plot(t, pred[t - 1], lw=0.8, color="tab:red", alpha=0.8,
+            label="predicted one step ahead (lstm-infer)")
+    a1.set_ylabel("signal")
+    a1.set_title("streamed one sample at a time: NaN at %d, spike at %d, stuck sensor %d-%d"
+                 % (DROPOUT_AT, SPIKE_AT, STUCK_FROM, STUCK_FROM + STUCK_LEN - 1))
+    a1.legend(loc="upper left", fontsize=8)
+    a2.plot(t, resid[t - 1], lw=0.7, color="0.3", label="|actual - predicted|")
+    a2.axhline(threshold, color="tab:blue", lw=1, ls="--", label="threshold")
+    for k in flagged:
+        if PLOT_FROM <= k < PLOT_TO:
+            a2.axvline(k, color="tab:orange", lw=0.8, alpha=0.6)
+    a2.set_xlabel("step (orange: flagged)")
+    a2.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return "matplotlib"
+
+
+def _save_plain(path: str, fed, pred, resid, threshold: float, flagged: list[int]) -> str:
+    """Without matplotlib: grey-scale panels drawn into an array (signal black, prediction
+    grey; below, the error, the threshold as a dotted row, flagged steps as grey columns)."""
+    from convlstm_moving_shapes import write_png
+    n, H = PLOT_TO - PLOT_FROM, 150
+    img = np.ones((2 * H + 10, n), np.float32)
+    t = np.arange(PLOT_FROM, PLOT_TO)
+
+    def rows(y, top, lo, hi):
+        return top + H - 1 - np.clip((y - lo) / (hi - lo) * (H - 1), 0, H - 1).astype(int)
+
+    def draw(y, top, lo, hi, shade):
+        r = rows(y, top, lo, hi)
+        for c in range(n - 1):
+            a, b = sorted((r[c], r[c + 1]))
+            img[a:b + 1, c] = np.minimum(img[a:b + 1, c], shade)
+    for k in flagged:
+        if PLOT_FROM <= k < PLOT_TO:
+            img[H + 10:, k - PLOT_FROM] = 0.8
+    lo, hi = float(min(fed[t].min(), pred[t - 1].min())), float(max(fed[t].max(), pred[t - 1].max()))
+    draw(pred[t - 1], 0, lo, hi, 0.55)
+    draw(fed[t], 0, lo, hi, 0.0)
+    top = float(resid[t - 1].max())
+    img[rows(np.array([threshold]), H + 10, 0, top)[0], ::4] = 0.3
+    draw(resid[t - 1], H + 10, 0, top, 0.0)
+    write_png(path, img)
+    return "numpy PNG writer"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="lstm-infer demo: convert, then stream a sensor")
     ap.add_argument("--source", default=os.path.join(HERE, "models", "sensor_lstm.pt"),
@@ -192,6 +257,10 @@ def main() -> None:
                  (DROPOUT_AT - 1, DROPOUT_AT + 5)):
         normal[a:b] = False
     print(f"  prediction RMSE on normal samples: {float(np.sqrt(np.mean(clean[normal] ** 2))):.4f}")
+
+    png = os.path.join(args.out_dir, "sensor_anomalies.png")
+    how = save_plot(png, fed, pred, resid, threshold, flagged)
+    print(f"  saved {_show(png)} ({how})")
 
     # the streamed outputs equal a whole-sequence run over the same inputs
     diff = float(np.abs(m.run(fed[:, None])[:, 0] - pred).max())
