@@ -11,7 +11,7 @@ from .walk import KerasSpec, build_graph
 
 __all__ = ["convert_keras", "verify_keras_file"]
 
-_KNOWN_OPTIONS = {"tolerance", "seed", "lengths", "batch_size"}
+_KNOWN_OPTIONS = {"tolerance", "seed", "lengths", "batch_size", "attention_max_len"}
 
 
 def _analyse(src, options: dict):
