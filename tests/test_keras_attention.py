@@ -137,3 +137,53 @@ def test_unsupported_attention_is_refused(tmp_path):
              "single .last-step. query")
     _refused(tmp_path / "e", L.MultiHeadAttention(2, 2, attention_axes=(2,))(h, h), x,
              "attention_axes")
+
+
+def test_attention_given_as_keyword_inputs(tmp_path):
+    x = keras.Input((None, 3))
+    h = L.LSTM(8, return_sequences=True)(x)
+    model = randomize(keras.Model(x, L.Attention()(inputs=[h, h], use_causal_mask=True)), seed=8)
+    _, m, _ = save_and_convert(model, tmp_path)
+    assert m.streamable and check(model, m, (3,), lengths=(5,)) < 1e-5
+
+
+def test_attention_mask_argument_is_refused(tmp_path):
+    """A file whose MultiHeadAttention call passes attention_mask= (written into the config:
+    a single-input model cannot build a mask tensor from supported layers)."""
+    import json
+    import zipfile
+    x = keras.Input((None, 3))
+    h = L.LSTM(4, return_sequences=True)(x)
+    model = keras.Model(x, L.MultiHeadAttention(2, 2, name="mha")(h, h))
+    src, dst = tmp_path / "m.keras", tmp_path / "masked.keras"
+    model.save(src)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            raw = zin.read(item.filename)
+            if item.filename == "config.json":
+                cfg = json.loads(raw)
+                layer_cfg = next(l for l in cfg["config"]["layers"] if l["name"] == "mha")
+                node = layer_cfg["inbound_nodes"][0]
+                node["kwargs"]["attention_mask"] = node["args"][0]
+                raw = json.dumps(cfg).encode()
+            zout.writestr(item, raw)
+    with pytest.raises(ConversionError, match="'mha'.*attention_mask"):
+        convert_keras(str(dst), str(tmp_path / "m.lstm"), verify=False)
+
+
+def test_keras2_call_keywords_are_parsed():
+    """Keras 2 configs list a call as [[name, node, tensor, kwargs]] with tensor keyword
+    arguments as [name, node, tensor] (MultiHeadAttention's value) next to the others."""
+    from converters.keras_import.topology import parse_model
+    cfg = {"class_name": "Functional", "config": {
+        "layers": [{"class_name": "InputLayer", "name": "x",
+                    "config": {"name": "x", "batch_input_shape": [None, None, 3]}},
+                   {"class_name": "LSTM", "name": "lstm", "config": {},
+                    "inbound_nodes": [[["x", 0, 0, {}]]]},
+                   {"class_name": "MultiHeadAttention", "name": "mha", "config": {},
+                    "inbound_nodes": [[["lstm", 0, 0, {"value": ["lstm", 0, 0],
+                                                       "use_causal_mask": True}]]]}],
+        "input_layers": [["x", 0, 0]], "output_layers": [["mha", 0, 0]]}}
+    call = parse_model(cfg).calls[-1]
+    assert call.inputs == [("lstm", 0, 0)] and call.kw_inputs == {"value": [("lstm", 0, 0)]}
+    assert call.options["use_causal_mask"] is True

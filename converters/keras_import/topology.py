@@ -97,6 +97,21 @@ def _calls_of(layer: dict) -> list[tuple[list, dict, dict]]:
     return out
 
 
+def _keras2_tensor(v) -> list[TensorKey]:
+    """A Keras 2 tensor keyword argument ([layer name, node, tensor], e.g. MultiHeadAttention's
+    value) as a tensor key; [] for anything else."""
+    if (isinstance(v, (list, tuple)) and len(v) >= 3 and isinstance(v[0], str)
+            and isinstance(v[1], int) and isinstance(v[2], int)):
+        return [(v[0], int(v[1]), int(v[2]))]
+    return []
+
+
+def _kw_inputs(kwargs: dict) -> dict:
+    """keyword -> [TensorKey] for the tensor-valued keyword arguments of a call."""
+    out = {n: _history(v) or _keras2_tensor(v) for n, v in kwargs.items()}
+    return {n: keys for n, keys in out.items() if keys}
+
+
 def _io_keys(spec) -> list[TensorKey]:
     if not spec:
         return []
@@ -138,8 +153,7 @@ def _parse_functional(cfg: dict) -> Topology:
                                      str(layer["config"].get("dtype", "float32"))))
             continue
         for k, (keys, kwargs, options) in enumerate(_calls_of(layer)):
-            pending.append(Call(layer, k, keys, kwargs, options,
-                                {n: _history(v) for n, v in kwargs.items() if _history(v)}))
+            pending.append(Call(layer, k, keys, kwargs, options, _kw_inputs(kwargs)))
     order = [i.key for i in inputs]
     in_keys = _io_keys(cfg.get("input_layers"))
     if in_keys:
