@@ -70,22 +70,32 @@ torch = pytest.importorskip("torch")
 
 
 class _AttentionPool(torch.nn.Module):
-    def __init__(self):
+    """The three ways people write it: (a * h).sum(1); scores squeezed to (B, T) then
+    a.unsqueeze(-1) * h; bmm(a.transpose(1, 2), h)."""
+
+    def __init__(self, form: str):
         super().__init__()
+        self.form = form
         self.lstm = torch.nn.LSTM(4, 6, batch_first=True)
         self.W, self.v, self.fc = torch.nn.Linear(6, 5), torch.nn.Linear(5, 1), torch.nn.Linear(6, 3)
 
     def forward(self, x):
         h, _ = self.lstm(x)
-        a = torch.softmax(self.v(torch.tanh(self.W(h))), dim=1)
+        score = self.v(torch.tanh(self.W(h)))
+        if self.form == "squeeze":
+            return self.fc((torch.softmax(score.squeeze(-1), dim=1).unsqueeze(-1) * h).sum(1))
+        a = torch.softmax(score, dim=1)
+        if self.form == "bmm":
+            return self.fc(torch.bmm(a.transpose(1, 2), h).squeeze(1))
         return self.fc((a * h).sum(1))
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-def test_torch_attention_pooling_exported(tmp_path, dynamo):
+@pytest.mark.parametrize("dynamo,form", [(False, "sum"), (False, "squeeze"), (False, "bmm"),
+                                         (True, "sum")])
+def test_torch_attention_pooling_exported(tmp_path, dynamo, form):
     import onnx
     torch.manual_seed(0)
-    net = _AttentionPool().eval()
+    net = _AttentionPool(form).eval()
     path = str(tmp_path / "m.onnx")
     x = torch.randn(2, 6, 4)
     if dynamo:

@@ -5,7 +5,9 @@ an online softmax with O(1) state that streams with prefix semantics (the value 
 is the pooled result for the sequence ended at t, read at the last step).
 
 The softmax and the product are held back as `OnnxValue.pending` (no data: any other
-consumer fails with `why`, which names the pattern) until the ReduceSum completes it."""
+consumer fails with `why`, which names the pattern) until the ReduceSum completes it; the
+weights may be reshaped, transposed or (un)squeezed in between (torch's
+`softmax(score.squeeze(-1), 1).unsqueeze(-1) * h`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +33,19 @@ def softmax_over_time(ctx, node, d: Dyn, red: list[int]) -> OnnxValue:
     if s.idx.size != 1:
         raise AxisError(f"{what} of {s.idx.size} scores per step ({d.describe()}): {PATTERN}")
     return OnnxValue(None, why=f"node {node.name!r}: the softmax over time is only read by "
-                     f"Mul and ReduceSum over time ({PATTERN})", pending=(SOFTMAX, s, t[0]))
+                     f"reshapes, Mul and ReduceSum over time ({PATTERN})", pending=(SOFTMAX, d, s.ref))
+
+
+def moved(v: OnnxValue, f) -> OnnxValue | None:
+    """Softmax weights through a reshape/transpose/(un)squeeze `f` (one element per step:
+    only the time and batch axes move); None when `v` holds none or `f` refuses."""
+    if v.pending is None or v.pending[0] != SOFTMAX:
+        return None
+    try:
+        shaped = f(v.pending[1])
+    except (AxisError, ValueError):
+        return None
+    return OnnxValue(None, why=v.why, pending=(SOFTMAX, shaped, v.pending[2]))
 
 
 def is_pending(x, kind: str) -> bool:
@@ -40,15 +54,17 @@ def is_pending(x, kind: str) -> bool:
 
 def weighted(ctx, node, a: OnnxValue, other) -> OnnxValue:
     """softmax-over-time weights * the sequence h (same time axis): still pending."""
-    _, s, t = a.pending
+    _, w, score = a.pending
     if not isinstance(other, OnnxValue) or other.data is None:
         raise AxisError(f"Mul of softmax weights over time by a constant: {PATTERN}")
     h = other.need()
-    if h.kind != "data" or h.readout is not None or h.rank != s.rank or h.axes[t] != ("T",):
-        raise AxisError(f"Mul of softmax weights over time (axis {t}) by {h.describe()}: "
-                        f"{PATTERN} (the sequence with the same time axis)")
+    t, b = w.axis_of("T"), w.axis_of("B")
+    if (h.kind != "data" or h.readout is not None or h.rank != w.rank or w.axes[t] != ("T",)
+            or h.axes[t] != ("T",) or (b is not None and "B" not in h.axes[b])):
+        raise AxisError(f"Mul of softmax weights over time {w.describe()} by {h.describe()}: "
+                        f"{PATTERN} (the sequence with the same time and batch axes)")
     return OnnxValue(None, why=f"node {node.name!r}: softmax weights times a sequence are "
-                     f"only read by ReduceSum over time ({PATTERN})", pending=(WEIGHTED, s, t, h))
+                     f"only read by ReduceSum over time ({PATTERN})", pending=(WEIGHTED, score, t, h))
 
 
 def pooled_sum(ctx, node, x: OnnxValue, red: list[int], keepdims: bool) -> list:
@@ -59,7 +75,7 @@ def pooled_sum(ctx, node, x: OnnxValue, red: list[int], keepdims: bool) -> list:
                         f"{PATTERN} (over the softmax's time axis {t} alone)")
     m = ctx.as_data(h)
     size = ctx.size(m.ref)
-    v = ctx.emit("AttentionPool", node.name or "attention_pool", [s.ref, m.ref], {"size": size})
+    v = ctx.emit("AttentionPool", node.name or "attention_pool", [s, m.ref], {"size": size})
     axes = list(m.axes)
     if keepdims:
         axes[t] = ()
@@ -68,3 +84,20 @@ def pooled_sum(ctx, node, x: OnnxValue, red: list[int], keepdims: bool) -> list:
         del axes[t]
         idx = m.idx.reshape([n for j, n in enumerate(m.idx.shape) if j != t])
     return [OnnxValue(Dyn("data", v, idx, axes, np.full(size, READ_LAST, np.int64)))]
+
+
+def pooled_matmul(ctx, node, a: OnnxValue, other) -> list:
+    """MatMul(weights^T (..., 1, T), h (..., T, F)) (torch's `bmm(a.transpose(1, 2), h)`):
+    the same AttentionPool, keeping the size-1 query axis."""
+    _, w, score = a.pending
+    if not isinstance(other, OnnxValue) or other.data is None:
+        raise AxisError(f"MatMul of softmax weights over time by a constant: {PATTERN}")
+    h = other.need()
+    b = w.axis_of("B")
+    if (w.rank < 2 or w.axes[-1] != ("T",) or w.fshape[-2] != 1 or h.kind != "data"
+            or h.readout is not None or h.rank != w.rank or h.axes[-2] != ("T",)
+            or (b is not None and "B" not in h.axes[b])):
+        raise AxisError(f"MatMul of softmax weights over time {w.describe()} by {h.describe()}: "
+                        "attention pooling as a product is weights (..., 1, T) @ h (..., T, F)")
+    pend = OnnxValue(None, pending=(WEIGHTED, score, h.rank - 2, h))
+    return pooled_sum(ctx, node, pend, [h.rank - 2], True)
