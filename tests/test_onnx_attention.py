@@ -14,6 +14,7 @@ from onnx import helper
 import lstm_infer
 from converters import ConversionError
 from converters.onnx_import import convert_onnx
+from dynamo_export import export_dynamo
 from onnx_helpers import TOL, check, init, make_model, vi
 
 N = helper.make_node
@@ -100,12 +101,8 @@ class _CausalSDPA(torch.nn.Module):
 
 def test_torch_sdpa_exported_with_attention_op(tmp_path):
     import onnx
-    torch.manual_seed(0)
     path = str(tmp_path / "m.onnx")
-    Dim = torch.export.Dim
-    torch.onnx.export(_CausalSDPA().eval(), (torch.randn(2, 6, 4),), path, input_names=["x"],
-                      output_names=["y"], dynamo=True, opset_version=23,
-                      dynamic_shapes=({0: Dim("B"), 1: Dim("T")},))
+    export_dynamo("test_onnx_attention", "_CausalSDPA", path, (3, 11, 4), opset=23)
     model = onnx.load(path)
     assert "Attention" in {n.op_type for n in model.graph.node}
     report = convert_onnx(path, tmp_path / "m.lstm")

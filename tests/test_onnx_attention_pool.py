@@ -13,6 +13,7 @@ from onnx import helper
 
 from converters import ConversionError
 from converters.onnx_import import convert_onnx
+from dynamo_export import export_dynamo
 from onnx_helpers import TOL, check, init, make_model, vi
 
 N = helper.make_node
@@ -94,16 +95,13 @@ class _AttentionPool(torch.nn.Module):
                                          (True, "sum")])
 def test_torch_attention_pooling_exported(tmp_path, dynamo, form):
     import onnx
-    torch.manual_seed(0)
-    net = _AttentionPool(form).eval()
     path = str(tmp_path / "m.onnx")
-    x = torch.randn(2, 6, 4)
     if dynamo:
-        Dim = torch.export.Dim
-        torch.onnx.export(net, (x,), path, input_names=["x"], output_names=["y"], dynamo=True,
-                          dynamic_shapes=({0: Dim("B"), 1: Dim("T")},))
+        export_dynamo("test_onnx_attention_pool", "_AttentionPool", path, (3, 11, 4), arg=form)
     else:
-        torch.onnx.export(net, (x,), path, input_names=["x"], output_names=["y"], dynamo=False,
+        torch.manual_seed(0)
+        torch.onnx.export(_AttentionPool(form).eval(), (torch.randn(3, 11, 4),), path,
+                          input_names=["x"], output_names=["y"], dynamo=False,
                           dynamic_axes={"x": {0: "B", 1: "T"}})
     out = tmp_path / "m.lstm"
     report = convert_onnx(path, out)
