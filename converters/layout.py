@@ -20,6 +20,12 @@ The rules, each written once (the IR is documented in docs/FORMAT.md):
   (G*H) is the IR's `bias` (Keras has one bias). GRU `bias` is (2, 3H) with
   reset_after=True (row 0 input, row 1 recurrent: b_ih, b_hh) and (3H) with
   reset_after=False (input bias only; the IR's b_hh is then absent, i.e. zero).
+* Keras MultiHeadAttention projections are EinsumDense kernels (F, heads, d) with bias
+  (heads, d): reshaped row-major to (F, heads*d), column h*d + j = kernel[:, h, j], so head
+  h is columns h*d..(h+1)*d, the IR's split (no transpose). The output kernel
+  (heads, d_v, *out) is reshaped to (heads*d_v, prod(out)), row h*d_v + j. The IR has one
+  head_dim D for q, k and v: when key_dim != value_dim each head's shorter block is padded
+  with zero columns (zero rows of the output kernel), which changes no dot product.
 
 These functions reorder and transpose only; they keep the dtype they are given (the ONNX
 importer folds biases in float64, the PyTorch importer in float32; the file stores float32).
@@ -30,7 +36,8 @@ import numpy as np
 
 __all__ = ["GATES", "ONNX_GATE_ORDER", "ONNX_PEEPHOLE_ORDER", "KERAS_GATE_ORDER", "linear_weight",
            "reorder_blocks", "recurrent_weights", "onnx_recurrent_weights",
-           "keras_recurrent_weights", "recurrent_shapes"]
+           "keras_recurrent_weights", "keras_attention_kernel", "keras_attention_output",
+           "recurrent_shapes"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # ONNX gate block k of ours is block ONNX_GATE_ORDER[op][k] of theirs.
@@ -102,6 +109,31 @@ def keras_recurrent_weights(op: str, kernel: np.ndarray, recurrent_kernel: np.nd
     else:                 # reset_after=False: one (input) bias
         w["b_ih"] = reorder_blocks(bias, order, H)
     return w
+
+
+def keras_attention_kernel(kernel: np.ndarray, bias: np.ndarray | None,
+                           D: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Keras MultiHeadAttention projection kernel (F, heads, d) and bias (heads, d) ->
+    the IR's Linear W (F, heads*D) and bias (heads*D), each head zero-padded from d to D."""
+    F, H, d = kernel.shape
+    W = np.zeros((F, H, D), kernel.dtype)
+    W[:, :, :d] = kernel
+    b = None
+    if bias is not None:
+        b = np.zeros((H, D), bias.dtype)
+        b[:, :d] = bias
+        b = b.reshape(H * D)
+    return W.reshape(F, H * D), b
+
+
+def keras_attention_output(kernel: np.ndarray, D: int) -> np.ndarray:
+    """A Keras MultiHeadAttention output kernel (heads, d_v, *out) -> the IR's Linear W
+    (heads*D, prod(out)), zero rows for each head's padding from d_v to D."""
+    H, d = kernel.shape[:2]
+    K = kernel.reshape(H, d, -1)
+    W = np.zeros((H, D, K.shape[2]), kernel.dtype)
+    W[:, :d] = K
+    return W.reshape(H * D, K.shape[2])
 
 
 def recurrent_shapes(op: str, input_size: int, hidden_size: int,

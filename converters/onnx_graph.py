@@ -34,6 +34,9 @@ class OnnxValue:
     # a Pad of zeros in front of the time axis: (the unpadded Dyn, its time axis, frames);
     # only a following Conv over time may absorb it, as causal padding (onnx_ops/conv2d.py)
     causal_pad: tuple | None = None
+    # softmax weights over time (and times a sequence) awaiting the ReduceSum that makes
+    # them attention pooling (onnx_ops/attention_pool.py)
+    pending: tuple | None = None
 
     def need(self) -> Dyn:
         if self.data is None and self.err is not None:

@@ -11,7 +11,7 @@ from .walk import KerasSpec, build_graph
 
 __all__ = ["convert_keras", "verify_keras_file"]
 
-_KNOWN_OPTIONS = {"tolerance", "seed", "lengths", "batch_size"}
+_KNOWN_OPTIONS = {"tolerance", "seed", "lengths", "batch_size", "attention_max_len"}
 
 
 def _analyse(src, options: dict):
@@ -30,8 +30,8 @@ def _last_step_notes(spec: KerasSpec) -> list[str]:
                "lstm-infer emits it at every step, so run() returns (T, O) whose last row "
                "equals the Keras output")
         msg += (" and row t is the result for the sequence ending at step t" if o.prefix_ok else
-                "; it goes through a reverse-direction layer, so earlier rows are NOT results "
-                "for shorter sequences")
+                "; it goes through a reverse-direction layer or attention without a causal mask, "
+                "so earlier rows are NOT results for shorter sequences")
         notes.append(msg)
     return notes
 

@@ -17,13 +17,17 @@ __all__ = ["Layer", "Context"]
 
 @dataclass
 class Layer:
-    """One layer as its converter sees it: config, weights in get_weights() order, and
-    the tensor-valued keyword arguments of this call (e.g. initial_state)."""
+    """One layer as its converter sees it: config, weights in get_weights() order, the
+    tensor-valued keyword arguments of this call (e.g. initial_state) as in the config and
+    as values (`kw_values`: keyword -> [KValue, Refused or None]), and the other keyword
+    arguments (`options`, e.g. use_causal_mask)."""
     name: str
     class_name: str
     config: dict
     weights: list
     kwargs: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    kw_values: dict = field(default_factory=dict)
 
     def get(self, key: str, default=None):
         return self.config.get(key, default)

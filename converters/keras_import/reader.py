@@ -28,7 +28,10 @@ from ..errors import ConversionError
 __all__ = ["KerasFile", "read_keras_file"]
 
 # Sub-layer groups of a .keras weights file, in the order get_weights() visits them.
-_CHILD_ORDER = ("layer", "forward_layer", "backward_layer", "cell")
+# MultiHeadAttention's sub-layers are listed in the order it builds them (query, key,
+# gate, value, output), as its get_weights() and the .h5 file list them.
+_CHILD_ORDER = ("layer", "forward_layer", "backward_layer", "cell", "query_dense", "key_dense",
+                "_gate_dense", "value_dense", "output_dense")
 
 
 @dataclass

@@ -32,7 +32,9 @@ class Call:
     layer: dict                  # {"class_name", "config", ...}
     node: int
     inputs: list                 # [TensorKey]
-    kwargs: dict = field(default_factory=dict)
+    kwargs: dict = field(default_factory=dict)     # tensor-valued keyword arguments (config)
+    options: dict = field(default_factory=dict)    # the other keyword arguments (use_causal_mask)
+    kw_inputs: dict = field(default_factory=dict)  # keyword -> [TensorKey] of kwargs
 
     @property
     def name(self) -> str:
@@ -74,14 +76,16 @@ def _history(t) -> list[TensorKey]:
     return []
 
 
-def _calls_of(layer: dict) -> list[tuple[list, dict]]:
-    """[(input keys, kwargs)] for each inbound node of a functional layer."""
+def _calls_of(layer: dict) -> list[tuple[list, dict, dict]]:
+    """[(input keys, tensor kwargs, other kwargs)] for each inbound node of a functional
+    layer. Keras 2 mixes both kinds in one dict (returned as both)."""
     out = []
     for node in layer.get("inbound_nodes", []):
         if isinstance(node, dict):  # Keras 3
             kwargs = node.get("kwargs", {}) or {}
             tensor_kwargs = {k: v for k, v in kwargs.items() if _history(v)}
-            out.append((_history(node.get("args", [])), tensor_kwargs))
+            options = {k: v for k, v in kwargs.items() if k not in tensor_kwargs}
+            out.append((_history(node.get("args", [])), tensor_kwargs, options))
         else:                       # Keras 2: [[name, node, tensor, kwargs], ...]
             keys, kwargs = [], {}
             for entry in node:
@@ -89,8 +93,23 @@ def _calls_of(layer: dict) -> list[tuple[list, dict]]:
                 if len(entry) > 3 and isinstance(entry[3], dict):
                     kwargs.update({k: v for k, v in entry[3].items() if v is not None
                                    and k not in ("training", "mask")})
-            out.append((keys, kwargs))
+            out.append((keys, kwargs, kwargs))
     return out
+
+
+def _keras2_tensor(v) -> list[TensorKey]:
+    """A Keras 2 tensor keyword argument ([layer name, node, tensor], e.g. MultiHeadAttention's
+    value) as a tensor key; [] for anything else."""
+    if (isinstance(v, (list, tuple)) and len(v) >= 3 and isinstance(v[0], str)
+            and isinstance(v[1], int) and isinstance(v[2], int)):
+        return [(v[0], int(v[1]), int(v[2]))]
+    return []
+
+
+def _kw_inputs(kwargs: dict) -> dict:
+    """keyword -> [TensorKey] for the tensor-valued keyword arguments of a call."""
+    out = {n: _history(v) or _keras2_tensor(v) for n, v in kwargs.items()}
+    return {n: keys for n, keys in out.items() if keys}
 
 
 def _io_keys(spec) -> list[TensorKey]:
@@ -133,8 +152,8 @@ def _parse_functional(cfg: dict) -> Topology:
             inputs.append(ModelInput(name, (name, 0, 0), _batch_shape(layer["config"]) or (),
                                      str(layer["config"].get("dtype", "float32"))))
             continue
-        for k, (keys, kwargs) in enumerate(_calls_of(layer)):
-            pending.append(Call(layer, k, keys, kwargs))
+        for k, (keys, kwargs, options) in enumerate(_calls_of(layer)):
+            pending.append(Call(layer, k, keys, kwargs, options, _kw_inputs(kwargs)))
     order = [i.key for i in inputs]
     in_keys = _io_keys(cfg.get("input_layers"))
     if in_keys:
@@ -144,7 +163,8 @@ def _parse_functional(cfg: dict) -> Topology:
     ready = {(k[0], k[1]) for k in order}    # (layer, node) calls done
     calls = []
     while pending:
-        progress = [c for c in pending if all((k[0], k[1]) in ready for k in c.inputs)]
+        progress = [c for c in pending if all((k[0], k[1]) in ready for k in c.inputs + [
+            t for keys in c.kw_inputs.values() for t in keys])]
         if not progress:
             missing = sorted({k[0] for c in pending for k in c.inputs})
             raise ConversionError(f"the model config's layer graph cannot be ordered (inputs "

@@ -126,6 +126,12 @@ def verify_against_keras(lstm_path: str, src: str, spec, options: dict | None = 
     rng = np.random.default_rng(int(options.get("seed", 0)))
     B = int(spec.fixed_B or options.get("batch_size") or 2)
     lengths = [spec.fixed_T] if spec.fixed_T else list(options.get("lengths") or (1, 5, 33))
+    # Full causal attention refuses sequences past its max_len: compare up to it.
+    cap = min((n.attrs["window"] for n in m.graph.nodes
+               if n.op == "CausalAttention" and n.attrs.get("limit")), default=None)
+    if cap is not None and not spec.fixed_T and max(lengths) > cap:
+        lengths = sorted({min(int(T), cap) for T in lengths})
+        rep.notes.append(f"compared sequences of at most {cap} steps (attention_max_len)")
     cases = [_inputs(spec, rng, B, int(T)) for T in lengths]
     if inputs is not None:
         X = np.asarray(inputs, dtype=np.float32)

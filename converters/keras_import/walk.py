@@ -84,7 +84,8 @@ def build_graph(kf: KerasFile, builder_cls, options: dict):
     env: dict = {topo.inputs[0].key: KValue(in_name, spec.input_shape, ids=spec.ids)}
     for call in topo.calls:
         L = Layer(call.name, call.class_name, call.layer.get("config", {}),
-                  kf.layer_weights(call.name), call.kwargs)
+                  kf.layer_weights(call.name), call.kwargs, call.options,
+                  {n: [env.get(k) for k in keys] for n, keys in call.kw_inputs.items()})
         ctx.layer = L
         fn = LAYERS.get(call.class_name)
         if fn is None:

@@ -10,8 +10,8 @@ below) and decorate it with `@op("OpType")` from `.registry`.
 """
 from __future__ import annotations
 
-from . import (control, conv2d, einsum, elementwise, embedding, linear, norm, quantized, recurrent,  # noqa: F401
-               shape, sizes)  # registration
+from . import (attention, control, conv2d, einsum, elementwise, embedding, linear, norm,  # noqa: F401
+               quantized, recurrent, shape, sizes)  # registration
 from .registry import FOLD_ONLY, HANDLERS, SYMBOLIC, op, supported_ops
 
 __all__ = ["HANDLERS", "FOLD_ONLY", "SYMBOLIC", "op", "supported_ops"]

@@ -6,6 +6,7 @@ import numpy as np
 from ..onnx_fold import as_ints, is_sym_array, to_concrete
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dim, Dyn, SymError
+from .attention_pool import moved
 
 
 def const_dyn(arr) -> Dyn:
@@ -48,9 +49,14 @@ def to_dyn(x) -> Dyn:
     return const_dyn(x)
 
 
-def move(v: OnnxValue, f) -> OnnxValue:
+def move(v: OnnxValue, f, reshapes: bool = False) -> OnnxValue:
     """Apply a data-movement transform to each part of an OnnxValue (errors on data are kept
-    and raised where the data is needed; state tracing just stops)."""
+    and raised where the data is needed; state tracing just stops). `reshapes`: `f` only
+    reshapes/transposes, so pending softmax weights over time move with it."""
+    if reshapes and v.pending is not None:
+        out = moved(v, f)
+        if out is not None:
+            return out
     data, why, err = None, v.why, None
     if v.data is not None:
         try:

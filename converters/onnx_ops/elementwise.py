@@ -6,6 +6,7 @@ import numpy as np
 
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import Dyn, broadcast_axes
+from .attention_pool import SOFTMAX, is_pending, weighted
 from .common import const_dyn, is_val, scalar, to_dyn
 from .registry import op
 
@@ -70,6 +71,8 @@ def _const_array(ctx, c) -> np.ndarray:
 
 def binary(ctx, node, x, y, kind: str) -> OnnxValue:
     """kind: add sub mul div pow max min, with x/y constants or per-step tensors."""
+    if kind == "mul" and (is_pending(x, SOFTMAX) or is_pending(y, SOFTMAX)):
+        return weighted(ctx, node, x, y) if is_pending(x, SOFTMAX) else weighted(ctx, node, y, x)
     a, b = to_dyn(x), to_dyn(y)
     if a.kind == "const" and b.kind == "const":
         axes, fs = broadcast_axes(a.axes, a.fshape, b.axes, b.fshape)

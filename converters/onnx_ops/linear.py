@@ -7,6 +7,7 @@ import numpy as np
 
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, squeeze, transpose
+from .attention_pool import SOFTMAX, is_pending, pooled_matmul
 from .common import is_val, to_dyn
 from .conv2d import conv2d
 from .elementwise import binary
@@ -92,6 +93,8 @@ def _gemm(ctx, node, ins, a):
 @op("MatMul")
 def _matmul(ctx, node, ins, a):
     A, B = ins
+    if is_pending(A, SOFTMAX):
+        return pooled_matmul(ctx, node, A, B)
     if is_val(A) and not is_val(B):
         Bm = np.asarray(B, np.float64)
         d = to_dyn(A)

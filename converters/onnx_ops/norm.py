@@ -8,6 +8,7 @@ import numpy as np
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import AxisError, Dyn, norm_axis, transpose
 from .common import ints, is_val, to_dyn
+from .attention_pool import WEIGHTED, is_pending, pooled_sum, softmax_over_time
 from .elementwise import affine
 from .registry import op
 from .time_reduce import reduce_over_time, time_axes
@@ -79,6 +80,8 @@ def _softmax(ctx, node, ins, a):
         red = list(range(axis, d.rank))
     else:
         red = [norm_axis(int(a.get("axis", -1)), d.rank)]
+    if any("T" in d.axes[k] for k in red):
+        return [softmax_over_time(ctx, node, d, red)]
 
     def emit(v, group):
         return ctx.emit("Activation", node.name or kind, [v],
@@ -89,7 +92,8 @@ def _softmax(ctx, node, ins, a):
 @op("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def _reduce(ctx, node, ins, a):
     kind = node.op_type[len("Reduce"):].lower()
-    d = to_dyn(ins[0])
+    weights = is_pending(ins[0], WEIGHTED)
+    d = ins[0].pending[3] if weights else to_dyn(ins[0])
     axes_from_input = (node.op_type == "ReduceSum" and ctx.opset >= 13) or ctx.opset >= 18
     if axes_from_input:
         axes = ints(ins[1], "reduce axes") if len(ins) > 1 and ins[1] is not None else None
@@ -101,6 +105,10 @@ def _reduce(ctx, node, ins, a):
         axes = list(range(d.rank))
     red = sorted({norm_axis(k, d.rank) for k in axes})
     keepdims = int(a.get("keepdims", 1))
+    if weights and kind == "sum":
+        return pooled_sum(ctx, node, ins[0], red, bool(keepdims))
+    if weights:
+        ins[0].need()
     if time_axes(d, red):
         return reduce_over_time(ctx, node, d, red, kind, bool(keepdims))
     for k in red:

@@ -131,7 +131,7 @@ def _reshape(ctx, node, ins, a):
         raise AxisError(f"Reshape of {d.describe()} to the fixed shape {shape}: the sizes do not "
                         "fit a variable sequence length/batch size (was the model exported with "
                         "fixed sizes baked in?)")
-    return [move(x, f)]
+    return [move(x, f, reshapes=True)]
 
 
 def _baked_length(ctx, node, d: Dyn, shape: list, allow: bool) -> Dyn | None:
@@ -178,20 +178,20 @@ def _flatten(ctx, node, ins, a):
 @op("Transpose")
 def _transpose(ctx, node, ins, a):
     perm = a.get("perm")
-    return [move(ins[0], lambda d: transpose(d, perm))]
+    return [move(ins[0], lambda d: transpose(d, perm), reshapes=True)]
 
 
 @op("Squeeze")
 def _squeeze(ctx, node, ins, a):
     axes = a.get("axes") if ctx.opset < 13 else (ints(ins[1], "Squeeze axes") if len(ins) > 1 and
                                                   ins[1] is not None else None)
-    return [move(ins[0], lambda d: squeeze(d, axes))]
+    return [move(ins[0], lambda d: squeeze(d, axes), reshapes=True)]
 
 
 @op("Unsqueeze")
 def _unsqueeze(ctx, node, ins, a):
     axes = a.get("axes") if ctx.opset < 13 else ints(ins[1], "Unsqueeze axes")
-    return [move(ins[0], lambda d: unsqueeze(d, axes))]
+    return [move(ins[0], lambda d: unsqueeze(d, axes), reshapes=True)]
 
 
 @op("Identity", "Dropout")

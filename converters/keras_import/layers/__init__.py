@@ -2,11 +2,11 @@
 family: core (Dense, Embedding, reshapes, no-ops), activations, recurrent (LSTM, GRU,
 SimpleRNN, RNN), conv_recurrent (ConvLSTM1D/2D), wrappers (Bidirectional, TimeDistributed), norm
 (LayerNormalization, BatchNormalization), conv (Conv1D), merge (Concatenate, Add, ...), pooling
-(global pooling over time)."""
+(global pooling over time), attention (MultiHeadAttention, Attention)."""
 from __future__ import annotations
 
-from . import (activations, conv, conv_recurrent, core, merge, norm, pooling, recurrent,  # noqa: F401
-               wrappers)  # (registration)
+from . import (activations, attention, conv, conv_recurrent, core, merge, norm, pooling,  # noqa: F401
+               recurrent, wrappers)  # (registration)
 from .registry import LAYERS, layer
 from .wrappers import SUPPORTED_PER_FRAME
 
@@ -26,4 +26,6 @@ SUPPORTED = (
     "GaussianDropout, AlphaDropout, ActivityRegularization, Identity, Activation, ReLU, "
     "LeakyReLU, ELU, Softmax (last axis), Flatten/Reshape per frame, Concatenate (last axis), "
     "Add, Subtract, Multiply, Average, Maximum, Minimum, GlobalAveragePooling1D / "
-    "GlobalMaxPooling1D (over time, streamed as running mean/max)")
+    "GlobalMaxPooling1D (over time, streamed as running mean/max), MultiHeadAttention and "
+    "Attention (dot scores) over per-step values: streamed with use_causal_mask=True, "
+    "run() only without it; a single last-step query (1, F) over every step streams")
