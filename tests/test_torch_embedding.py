@@ -178,3 +178,15 @@ def test_unsupported_uses_are_refused(tmp_path):
         convert_torch(AlsoFeature(), tmp_path / "a.lstm", example_input=ex)
     with pytest.raises(ValueError, match="token ids must be torch.int64 or torch.int32"):
         convert_torch(Tagger(), tmp_path / "u8.lstm", example_input=ex.to(torch.uint8))
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+def test_compressed(tmp_path, dtype):
+    """fp16/int8 files of a token model: the compression error is measured on valid ids."""
+    model = Tagger().eval()
+    report = convert_torch(model, tmp_path / "c.lstm", example_input=torch.from_numpy(ids(2, 5)),
+                           dtype=dtype, lengths=[3])
+    assert any(f"{dtype} weights: max abs difference" in w for w in report.warnings)
+    X = ids(2, 9)
+    got = lstm_infer.load(tmp_path / "c.lstm").run(X[..., None].astype(np.float32))
+    assert err(got, torch_seq(model, X)) < 0.1
