@@ -187,8 +187,11 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     model. Use at least 2 time steps. A model over frames takes (B, T, C, H, W) (or
     (T, B, C, H, W) permuted to it in forward): a ConvLSTM cell loop (Conv2d over
     cat([x, h], 1) split into gates) becomes ConvLSTM nodes, and the file's step() takes
-    one (C, H, W) frame (see torch_import/frames.py). When None, it is built from the first submodule
-    that reveals its input size (nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
+    one (C, H, W) frame (see torch_import/frames.py). A model that starts with nn.Embedding
+    takes integer token ids (int64 or int32) of shape (B, T), (T, B) or (T,): the file then
+    takes one id per step, as a number, checked against the vocabulary (ops/embedding.py).
+    When None, it is built from the first submodule that reveals its input size (nn.Embedding,
+    nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
 
     Models that return only the last step (`fc(out[:, -1])`, `fc(h_n[-1])`, the last `h` of
     a cell loop) become per-step models: row t of `run()` is the result for the sequence

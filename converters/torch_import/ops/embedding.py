@@ -29,7 +29,7 @@ def _refuse_max_norm(ctx: Context) -> None:
     rewrites the table in place), so the walk would skip it: look for it here."""
     for n in ctx.cur.graph.nodes:
         if n.op == "call_function" and packet_name(n.target).rstrip("_") == "embedding_renorm":
-            path, cls = module_of(n)
+            path, _ = module_of(n)
             ctx.fail(f"nn.Embedding with max_norm (module {path or '<root>'!r}) renormalises the "
                      "table rows it looks up, in place, on every call; lstm-infer looks up a "
                      "fixed table: renormalise the weight once and build the Embedding without "
