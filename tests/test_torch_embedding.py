@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import lstm_infer
-from converters import ConversionError, convert_file, convert_torch
+from converters import ConversionError, convert_file, convert_torch, verify_file
 from lstm_infer.errors import NotStreamableError
 from torch_models import TOL, err, stream_rows
 
@@ -190,3 +190,16 @@ def test_compressed(tmp_path, dtype):
     X = ids(2, 9)
     got = lstm_infer.load(tmp_path / "c.lstm").run(X[..., None].astype(np.float32))
     assert err(got, torch_seq(model, X)) < 0.1
+
+
+def test_state_dict_file(tmp_path):
+    """emb.weight (V, D) followed by a layer taking D features: read as nn.Embedding."""
+    model = Tagger(op="GRU").eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    report = convert_file(tmp_path / "m.pt", tmp_path / "m.lstm", lengths=[4])
+    assert report.verify.ok and report.verify.max_abs_error < TOL, report.verify
+    assert any(f"Embedding({V}, {D}) -> GRU" in w for w in report.warnings)
+    X = ids(2, 6)
+    got = lstm_infer.load(tmp_path / "m.lstm").run(X[..., None].astype(np.float32))
+    assert err(got, torch_seq(model, X)) < TOL
+    assert verify_file(tmp_path / "m.lstm", tmp_path / "m.pt").max_abs_error < TOL
