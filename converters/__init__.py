@@ -85,14 +85,16 @@ def _compression_error(fp32_path, path, dtype: str) -> str:
 
     import lstm_infer
     a, b = lstm_infer.load(fp32_path), lstm_infer.load(path)
-    X = np.random.default_rng(0).standard_normal((4, 200, a.input_size)).astype(np.float32)
+    from lstm_infer.ops.embedding import example_inputs, token_vocab  # valid ids for a token model
+    X = example_inputs(a.graph, (4, 200, a.input_size), np.random.default_rng(0))
     ya, yb = a.run(X), b.run(X)
     if isinstance(ya, dict):
         err = max(float(np.abs(ya[k] - yb[k]).max()) for k in ya)
     else:
         err = float(np.abs(ya - yb).max())
+    what = "token ids" if token_vocab(a.graph) else "unit-scale inputs"
     return (f"{dtype} weights: max abs difference from the fp32 conversion {err:.3g} on random "
-            "unit-scale inputs (4 x 200 steps); the verification above is of the fp32 model")
+            f"{what} (4 x 200 steps); the verification above is of the fp32 model")
 
 
 def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = None,

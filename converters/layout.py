@@ -27,6 +27,10 @@ The rules, each written once (the IR is documented in docs/FORMAT.md):
   head_dim D for q, k and v: when key_dim != value_dim each head's shorter block is padded
   with zero columns (zero rows of the output kernel), which changes no dot product.
 
+* Embedding tables keep their rows: PyTorch `nn.Embedding.weight` (V, D) and ONNX Gather's
+  data (V, *rest) are the IR's `table` (V, D) as stored (row v is id v's vector; an ONNX
+  table's trailing dims are flattened row-major into D). No transpose.
+
 These functions reorder and transpose only; they keep the dtype they are given (the ONNX
 importer folds biases in float64, the PyTorch importer in float32; the file stores float32).
 """
@@ -37,7 +41,7 @@ import numpy as np
 __all__ = ["GATES", "ONNX_GATE_ORDER", "ONNX_PEEPHOLE_ORDER", "KERAS_GATE_ORDER", "linear_weight",
            "reorder_blocks", "recurrent_weights", "onnx_recurrent_weights",
            "keras_recurrent_weights", "keras_attention_kernel", "keras_attention_output",
-           "recurrent_shapes"]
+           "recurrent_shapes", "embedding_node"]
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # ONNX gate block k of ours is block ONNX_GATE_ORDER[op][k] of theirs.
@@ -153,3 +157,12 @@ def recurrent_shapes(op: str, input_size: int, hidden_size: int,
     if op == "LSTM":
         s["c0"] = (H,)
     return s
+
+
+def embedding_node(table: np.ndarray, count: int = 1) -> tuple[dict, dict]:
+    """An embedding table (V, *rest) looked up at `count` token ids per step -> the IR
+    `Embedding` node's (attrs, weights); the PyTorch and ONNX importers both emit this."""
+    V = int(table.shape[0])
+    D = int(np.prod(table.shape[1:], dtype=np.int64))
+    return ({"num_embeddings": V, "embedding_dim": D, "count": int(count)},
+            {"table": np.asarray(table, np.float32).reshape(V, D)})

@@ -12,12 +12,14 @@ in state_dict order, one group of keys per module prefix:
 * `<p>.weight` 2-D (+ `<p>.bias`): nn.Linear.
 * `<p>.weight` 1-D (+ `<p>.bias`): nn.LayerNorm over the last dim (eps from option
   `layernorm_eps`, default 1e-5).
+* the first module a lone `<p>.weight` (V, D) and the next layer taking D features (not V,
+  as it would after a Linear without bias): nn.Embedding, the model then takes token ids.
 
 A state_dict carries no activation functions (or any forward() logic) between layers,
 so only plain stacks of recurrent layers + Linear/LayerNorm are inferred: each layer
 feeds the next, a recurrent layer passes on its output sequence. Models with
 activations between layers need the module itself (`convert_torch`) or a `.pt2` file.
-Any other key (BatchNorm statistics, embeddings, ...) raises ConversionError naming it.
+Any other key (BatchNorm statistics, ...) raises ConversionError naming it.
 """
 from __future__ import annotations
 
@@ -183,15 +185,24 @@ def module_from_state_dict(sd: dict, rnn_nonlinearity: str = "tanh", layernorm_e
                 x = layer(x)[0] if isinstance(layer, nn.RNNBase) else layer(x)
             return x
 
+    def layer(prefix, keys):
+        if any(_RNN_KEY.match(k) for k in keys) or (
+                keys and all(_CELL_KEY.match(k) for k in keys)):
+            return _recurrent(prefix, keys, rnn_nonlinearity)
+        return _plain(prefix, keys, float(layernorm_eps))
+
     model = StateDictStack()
     descs = []
     in_size = prev = None
-    for prefix, keys in _groups(sd):
-        if any(_RNN_KEY.match(k) for k in keys) or (
-                keys and all(_CELL_KEY.match(k) for k in keys)):
-            mod, i, o, desc = _recurrent(prefix, keys, rnn_nonlinearity)
+    groups = _groups(sd)
+    vocab = _embedding_vocab(groups, layer)
+    for prefix, keys in groups:
+        if vocab is not None and prev is None:
+            mod = nn.Embedding(vocab, int(keys["weight"].shape[1]))
+            mod.load_state_dict(keys)
+            i, o, desc = 1, mod.embedding_dim, f"Embedding({vocab}, {mod.embedding_dim})"
         else:
-            mod, i, o, desc = _plain(prefix, keys, float(layernorm_eps))
+            mod, i, o, desc = layer(prefix, keys)
         if prev is not None and i != prev:
             first = _key(prefix, next(iter(keys)))
             raise ConversionError(f"state_dict key {first!r}: layer {prefix!r} takes {i} features but "
@@ -207,7 +218,19 @@ def module_from_state_dict(sd: dict, rnn_nonlinearity: str = "tanh", layernorm_e
         descs.append(desc)
     model.eval()
     note = NOTE.format(layers=" -> ".join(descs))
-    return model, torch.randn(2, 5, in_size), [note]
+    example = torch.randint(0, vocab, (2, 5)) if vocab is not None else torch.randn(2, 5, in_size)
+    return model, example, [note]
+
+
+def _embedding_vocab(groups: list, layer) -> int | None:
+    """V when the first module is an nn.Embedding: a lone 2-D `weight` (V, D) whose D, not
+    V, is what the next layer takes (a Linear without bias would give it V); None else."""
+    if len(groups) < 2 or set(groups[0][1]) != {"weight"}:
+        return None
+    w = groups[0][1]["weight"]
+    if w.dim() != 2 or w.shape[0] == w.shape[1]:
+        return None
+    return int(w.shape[0]) if layer(*groups[1])[1] == w.shape[1] else None
 
 
 def module_from_state_dict_file(src, **options):

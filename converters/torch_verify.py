@@ -1,7 +1,9 @@
 """Numerical verification of a `.lstm` file against its PyTorch source.
 
 The torch reference (the nn.Module, or `ExportedProgram.module()`) and the file are run
-on the same unit-scale random inputs of several lengths (1 included):
+on the same unit-scale random inputs of several lengths (1 included), or the same random
+token ids in [0, V) for a model whose input is ids (torch gets them as integers, the file
+as floats holding them):
 
 * `run()` on the batch (B, T, I) against torch on the whole sequences. For a last-step
   output the last row is compared with torch's output and, where the output does not go
@@ -15,6 +17,8 @@ is skipped for that shape with a note; user-given inputs must be accepted.
 from __future__ import annotations
 
 import numpy as np
+
+from lstm_infer.ops.embedding import example_inputs
 
 from .report import VerifyReport
 
@@ -44,7 +48,10 @@ class _Reference:
         import torch
         from torch.utils._pytree import tree_flatten
         dims = self.spec.input_dims
-        xs = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        if is_ids(self.spec):  # (B, T, 1) float-held ids -> the (B, T) integer tensor torch takes
+            xs = torch.from_numpy(np.ascontiguousarray(X[..., 0])).to(getattr(torch, self.spec.input_dtype))
+        else:
+            xs = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         if "B" in dims:
             order = [("B", "T", "F").index(r) for r in dims]
             calls = [xs.permute(order).contiguous()]
@@ -58,6 +65,11 @@ class _Reference:
         if len(results) == 1:
             return results[0]
         return [np.concatenate([r[j] for r in results], axis=0) for j in range(len(self.spec.outputs))]
+
+
+def is_ids(spec) -> bool:
+    """The torch model takes integer token ids (fed to lstm-infer as floats, one per step)."""
+    return spec.input_dtype.startswith("int")
 
 
 def _err(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -120,8 +132,8 @@ def verify_against(lstm_path, reference, spec, example, source: str = "torch",
         if X.ndim != 3 or X.shape[-1] != I:
             raise ValueError(f"inputs have shape {np.shape(inputs)}, expected (T, {I}) or (B, T, {I})")
         cases.append(("given input", X, True))
-    for T in lengths:
-        cases.append((f"T={T}", rng.standard_normal((B, int(T), I)).astype(np.float32), False))
+    for T in lengths:  # unit-scale floats, or ids in [0, V) for a token model
+        cases.append((f"T={T}", example_inputs(m.graph, (B, int(T), I), rng), False))
 
     def upd(table_abs, table_rel, name, e):
         table_abs[name] = max(table_abs[name], e[0])

@@ -19,21 +19,19 @@ over the budget; cross-entropy over the characters). A batch holds messages of o
 so nothing is padded: the backward direction starts at each message's end without packing,
 which cost 4x the time per batch (47 vs 12 ms of CPU for the bidirectional model).
 
-Conversion goes through ONNX: convert_torch refuses nn.Embedding (its importer casts the
-example input to float32 and has no aten.embedding), so the models are exported with
-torch.onnx.export (the TorchScript exporter) and read by convert_onnx, whose Gather on the
-integer input becomes the runtime's Embedding op; the conversion report checks the file
-against onnxruntime. At the end both files are scored on five message sets of other seeds
-(the spread the test's bounds come from).
+Conversion: convert_torch with (B, T) int64 ids as the example input; nn.Embedding becomes
+the runtime's Embedding op and the conversion report checks the file against torch fed the
+same ids. (The bundled files were converted through ONNX, torch.onnx.export then
+convert_onnx, before convert_torch took token ids; Taggers rebuilt from their weights and
+converted by export() give identical run() outputs and scores.) At the end both files are
+scored on five message sets of other seeds (the spread the test's bounds come from).
 """
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
-import warnings
 
 import numpy as np
 
@@ -105,15 +103,9 @@ def train(model: Tagger, seconds: float, pool: list, rng: np.random.Generator,
 
 
 def export(model: Tagger, path: str) -> None:
-    from converters import convert_onnx
-    buf = io.BytesIO()
-    with warnings.catch_warnings():   # the TorchScript exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros((1, 20), dtype=torch.int64),), buf,
-                          input_names=["ids"], output_names=["tags"], dynamo=False,
-                          dynamic_axes={"ids": {0: "batch", 1: "chars"},
-                                        "tags": {0: "batch", 1: "chars"}})
-    print(convert_onnx(buf.getvalue(), path))
+    from converters import convert_torch
+    ids = torch.randint(0, VOCAB, (2, 20))  # (B, T) int64 character ids, as the model takes
+    print(convert_torch(model, path, example_input=ids))
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layout import embedding_node
 from ..onnx_fold import is_sym_array
 from ..onnx_graph import OnnxConversionError, OnnxValue
 from ..onnx_sym import Dyn, norm_axis
@@ -48,10 +49,8 @@ def lookup(ctx, node, table, ids, axis: int) -> list:
     D = int(np.prod(rest, dtype=np.int64))
     if V == 0 or D == 0:
         raise OnnxConversionError(f"embedding table of shape {table.shape} is empty")
-    K = ctx.size(ctx.input_name)
-    v = ctx.emit("Embedding", node.name or "embedding", [ctx.input_name],
-                 {"num_embeddings": V, "embedding_dim": D, "count": K},
-                 {"table": table.reshape(V, D).astype(np.float32)})
+    attrs, weights = embedding_node(table, ctx.size(ctx.input_name))
+    v = ctx.emit("Embedding", node.name or "embedding", [ctx.input_name], attrs, weights)
     # row k of the output holds the id in input element k: positions follow the ids' layout
     idx = (d.idx[..., None] * D + np.arange(D, dtype=np.int64)).reshape(d.fshape + rest)
     axes = list(d.axes) + [("F",) if n > 1 else () for n in rest]

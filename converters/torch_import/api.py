@@ -51,8 +51,11 @@ def _default_example(module):
     torch = torch_module()
     nn = torch.nn
     first_rnn = next((m for m in module.modules() if isinstance(m, nn.RNNBase)), None)
+    batch_first = True if first_rnn is None else first_rnn.batch_first
     for m in module.modules():
         size = None
+        if isinstance(m, nn.Embedding):  # token ids, valid for this table
+            return torch.randint(0, m.num_embeddings, (2, 5) if batch_first else (5, 2))
         if isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
             size = m.input_size
         elif isinstance(m, nn.Linear):
@@ -60,7 +63,6 @@ def _default_example(module):
         elif isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
             size = m.normalized_shape[0]
         if size is not None:
-            batch_first = True if first_rnn is None else first_rnn.batch_first
             return torch.randn((2, 5, size) if batch_first else (5, 2, size))
     raise ValueError("example_input is required: pass a tensor shaped like the model's input, "
                      "e.g. torch.randn(2, 5, input_size) for (B, T, I) or (T, B, I) as the model "
@@ -74,13 +76,29 @@ def _as_example(example):
             raise ValueError(f"example_input must be one tensor, got {len(example)}")
         example = example[0]
     if isinstance(example, np.ndarray):
-        example = torch.from_numpy(np.asarray(example, np.float32))
+        example = torch.from_numpy(example if example.dtype.kind in "iu"
+                                   else np.asarray(example, np.float32))
     if not isinstance(example, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {type(example).__name__}")
-    if example.dim() not in (2, 3, 5):
-        raise ValueError(f"example_input has shape {tuple(example.shape)}; expected (B, T, I), "
-                         "(T, B, I) or (T, I), or frames (B, T, C, H, W)")
-    return example.detach().to(torch.float32)
+    if example.dtype.is_floating_point:
+        if example.dim() not in (2, 3, 5):
+            raise ValueError(f"example_input has shape {tuple(example.shape)}; expected (B, T, I), "
+                             "(T, B, I) or (T, I), or frames (B, T, C, H, W)")
+        return example.detach().to(torch.float32)
+    return _as_token_ids(example)
+
+
+def _as_token_ids(example):
+    """An integer example input: token ids (B, T), (T, B) or (T,) for nn.Embedding, kept in
+    their dtype (int64 or int32, what nn.Embedding takes)."""
+    torch = torch_module()
+    if example.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"example_input has dtype {example.dtype}; token ids must be torch.int64 "
+                         "or torch.int32 (float inputs are features)")
+    if example.dim() not in (1, 2):
+        raise ValueError(f"integer example_input of shape {tuple(example.shape)}; token ids are "
+                         "(B, T), (T, B) or (T,): one id per time step")
+    return example.detach()
 
 
 def export_program(module: Any, example: Any) -> Any:
@@ -104,6 +122,20 @@ def export_program(module: Any, example: Any) -> Any:
         log.setLevel(level)
 
 
+def _export_module(module, example):
+    """export_program, saying what to pass when float features meet an nn.Embedding."""
+    try:
+        return export_program(module, example)
+    except ConversionError as e:
+        emb = next((m for m in module.modules() if isinstance(m, torch_module().nn.Embedding)), None)
+        if emb is None or not example.dtype.is_floating_point:
+            raise
+        raise ConversionError(
+            f"{e}. The model has nn.Embedding, which takes token ids: pass example_input as "
+            f"integer ids (torch.long) of shape (B, T), e.g. torch.randint(0, "
+            f"{emb.num_embeddings}, (2, 5)), not float features") from e
+
+
 def _ep_example(ep):
     """Example input of an ExportedProgram: its stored example, else random of the traced shape."""
     torch = torch_module()
@@ -112,12 +144,15 @@ def _ep_example(ep):
         args = ex[0] if isinstance(ex, tuple) and len(ex) == 2 and isinstance(ex[1], dict) else ex
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         if len(tensors) == 1:
-            return tensors[0].detach().to(torch.float32)
+            t = tensors[0].detach()
+            return t.to(torch.float32) if t.dtype.is_floating_point else t
     from torch.export.graph_signature import InputKind
     users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
     for n in ep.graph.nodes:
         if n.op == "placeholder" and n.name in users and hasattr(n.meta.get("val"), "shape"):
-            return torch.randn(fx_shape(n))
+            dtype = n.meta["val"].dtype  # token ids: zeros, only the shape is used
+            return (torch.randn(fx_shape(n)) if dtype.is_floating_point
+                    else torch.zeros(fx_shape(n), dtype=dtype))
     raise ConversionError("the exported program has no tensor input")
 
 
@@ -152,8 +187,11 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
     model. Use at least 2 time steps. A model over frames takes (B, T, C, H, W) (or
     (T, B, C, H, W) permuted to it in forward): a ConvLSTM cell loop (Conv2d over
     cat([x, h], 1) split into gates) becomes ConvLSTM nodes, and the file's step() takes
-    one (C, H, W) frame (see torch_import/frames.py). When None, it is built from the first submodule
-    that reveals its input size (nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
+    one (C, H, W) frame (see torch_import/frames.py). A model that starts with nn.Embedding
+    takes integer token ids (int64 or int32) of shape (B, T), (T, B) or (T,): the file then
+    takes one id per step, as a number, checked against the vocabulary (ops/embedding.py).
+    When None, it is built from the first submodule that reveals its input size (nn.Embedding,
+    nn.LSTM/GRU/RNN/cells, nn.Linear, nn.LayerNorm).
 
     Models that return only the last step (`fc(out[:, -1])`, `fc(h_n[-1])`, the last `h` of
     a cell loop) become per-step models: row t of `run()` is the result for the sequence
@@ -193,7 +231,7 @@ def convert_torch(module: Any, path: str | os.PathLike, example_input: Any = Non
                                   options, source or type(module).__name__, warns)
         # xLSTM stacks and nn.MultiheadAttention: one op each, converted by class and weights
         with xlstm_leaves(module), mha_leaves(module):
-            ep = export_program(module, example)
+            ep = _export_module(module, example)
             report = _convert_ep(ep, path, module, example, verify, options,
                                  source or type(module).__name__, warns,
                                  {"torch_module": type(module).__name__})

@@ -39,6 +39,8 @@ class Context:
         self.cur = None
         self.input_val: TorchValue | None = None
         self.input_name = "x"
+        self.int_input = False               # the input holds integer token ids (ops/embedding.py)
+        self.input_dtype = "float32"         # the input's torch dtype, "int64" for ids
         self.env: dict = {}                  # FX node -> its value (see values.py)
 
     # ---- diagnostics ---------------------------------------------------------

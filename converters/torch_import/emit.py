@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConversionError
 from .values import TorchSpec
 from .walk import Walker
 
@@ -18,6 +19,16 @@ class Analysis:
 
 def _looks_ahead(node: dict) -> bool:
     return bool(node["attrs"].get("reverse")) or node["op"] == "SequenceAttention"
+
+
+def _check_ids_use(w: Walker, outs: list) -> None:
+    """Integer token ids may only be looked up in nn.Embedding: the engine checks them
+    against the vocabulary of the Embeddings that read the input, and nowhere else."""
+    users = sorted({n["op"] for n in w.nodes if "%in" in n["inputs"]} - {"Embedding"})
+    if users or any(o.vid == "%in" for o in outs) or not w.nodes:
+        what = f"feeds {', '.join(users)}" if users else "is an output"
+        raise ConversionError(f"the model's integer input {w.input_name!r} {what}; lstm-infer "
+                              "takes integer token ids only as indices into nn.Embedding")
 
 
 def analyse(ep, options: dict) -> Analysis:
@@ -36,9 +47,12 @@ def analyse(ep, options: dict) -> Analysis:
         if n["out"] in need:
             need.update(n["inputs"])
     w.nodes = [n for n in w.nodes if n["out"] in need]
+    if w.int_input:
+        _check_ids_use(w, outs)
     roles = tuple(w.res(d) for d in w.input_val.dims)
     spec = TorchSpec(roles, tuple(w.input_val.shape), w.input_val.size, outs,
-                     streamable=not any(_looks_ahead(n) for n in w.nodes))
+                     streamable=not any(_looks_ahead(n) for n in w.nodes),
+                     input_dtype=w.input_dtype)
     warns = list(w.warnings)
     for o in outs:
         o.prefix_ok = not rev.get(o.vid, False)

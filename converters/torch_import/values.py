@@ -69,11 +69,12 @@ class OutputSpec:
 @dataclass
 class TorchSpec:
     """What verification needs to feed torch and compare: layouts and output kinds."""
-    input_dims: tuple         # e.g. ('B', 'T', 'F'), ('T', 'B', 'F') or ('T', 'F')
+    input_dims: tuple         # e.g. ('B', 'T', 'F'), ('T', 'B', 'F'), ('T', 'F'); ids ('B', 'T')
     example_shape: tuple
     input_size: int
     outputs: list = field(default_factory=list)
     streamable: bool = True
+    input_dtype: str = "float32"  # "int64"/"int32": token ids (input_dims then have no 'F')
 
 
 def has_abstract(v) -> bool:

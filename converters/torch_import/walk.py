@@ -94,15 +94,7 @@ class Walker(Context):
                 if node.name in params:
                     env[node] = params[node.name]
                 elif node.name in tensor_inputs:
-                    shp = fx_shape(node)
-                    if len(shp) not in (2, 3):
-                        reject(f"model input {node.name!r} has shape {shp}; expected (B, T, I), "
-                               "(T, B, I) or (T, I)")
-                    self.input_name = node.name
-                    dims = (("?s0", "?s1", "F") if len(shp) == 3 else ("?s0", "F"))
-                    self.input_val = TorchValue("%in", shp[-1], dims, shp, None)
-                    self.sizes["%in"] = shp[-1]
-                    env[node] = self.input_val
+                    env[node] = self.model_input(node)
                 else:  # a non-tensor user input was specialised by export
                     env[node] = node.meta.get("val")
             elif node.op == "get_attr":
@@ -139,6 +131,28 @@ class Walker(Context):
         self.finish_cells()
         return specs
 
+    def model_input(self, node) -> TorchValue:
+        """The model input: float features (B, T, I), (T, B, I) or (T, I), or integer token
+        ids (B, T), (T, B) or (T,), one per step (a feature size of 1, see ops/embedding.py)."""
+        shp = fx_shape(node)
+        dtype = node.meta["val"].dtype
+        self.int_input = not dtype.is_floating_point
+        self.input_dtype = str(dtype).replace("torch.", "")
+        self.input_name = node.name
+        if self.int_input:
+            if len(shp) not in (1, 2):
+                reject(f"model input {node.name!r} holds integers of shape {shp}; token ids are "
+                       "(B, T), (T, B) or (T,)")
+            dims, size = tuple(f"?s{i}" for i in range(len(shp))), 1
+        else:
+            if len(shp) not in (2, 3):
+                reject(f"model input {node.name!r} has shape {shp}; expected (B, T, I), "
+                       "(T, B, I) or (T, I)")
+            dims, size = (("?s0", "?s1", "F") if len(shp) == 3 else ("?s0", "F")), shp[-1]
+        self.input_val = TorchValue("%in", size, dims, shp, None)
+        self.sizes["%in"] = size
+        return self.input_val
+
     def check_not_decomposed(self, graph) -> None:
         """A recurrent module whose op was decomposed into mm/view/... (run_decompositions)
         cannot be recognised; say so instead of failing on the first primitive op."""
@@ -161,10 +175,12 @@ class Walker(Context):
                        "as one op")
 
     def finish_roles(self) -> None:
-        """Input axes that no op pinned down: (B, T, I) for 3-D, (T, I) for 2-D inputs."""
+        """Input axes that no op pinned down: (B, T, I) for 3-D, (T, I) for 2-D inputs
+        ((B, T) and (T,) for token ids)."""
         roles = self.roles(self.input_val)
         free = [d for d, r in zip(self.input_val.dims, roles) if r.startswith("?")]
-        left = [r for r in (("B", "T") if len(roles) == 3 else ("T",)) if r not in roles]
+        batched = len(roles) == (2 if self.int_input else 3)
+        left = [r for r in (("B", "T") if batched else ("T",)) if r not in roles]
         for d, r in zip(free, left):
             self.alias[self.res(d)] = r
         ti = [i for i, r in enumerate(self.roles(self.input_val)) if r == "T"]

@@ -1,7 +1,7 @@
 """One converter per aten op, registered by name (`.registry`), one module per family:
 linear (Linear, matmul, addmm), norm (LayerNorm), activations, arithmetic, shape (view,
 transpose, slice, ... bookkeeping), time (selecting and gathering time steps, cat),
-passthrough (dropout, copies), recurrent (nn.LSTM/GRU/RNN) and cells (cell loops).
+passthrough (dropout, copies), embedding (nn.Embedding on token ids), recurrent (nn.LSTM/GRU/RNN) and cells (cell loops).
 
 A converter is `fn(ctx, target, args)`: `ctx` the `Context` (emits IR nodes and tracks
 axis roles), `target` the aten OpOverload, `args` its arguments by schema name, each a
@@ -11,8 +11,8 @@ converter: the walk runs them with torch.
 """
 from __future__ import annotations
 
-from . import (activations, arithmetic, attention, cells, linear, norm, passthrough,  # noqa: F401  (registration)
-               recurrent, shape, time, time_pool, xlstm)
+from . import (activations, arithmetic, attention, cells, embedding, linear, norm,  # noqa: F401  (registration)
+               passthrough, recurrent, shape, time, time_pool, xlstm)
 from .registry import HANDLERS, op
 
 __all__ = ["HANDLERS", "op", "SUPPORTED"]
@@ -20,7 +20,7 @@ __all__ = ["HANDLERS", "op", "SUPPORTED"]
 SUPPORTED = (
     "modules: nn.LSTM (batch_first, num_layers, bidirectional, proj_size, bias, dropout), "
     "nn.GRU, nn.RNN (tanh/relu), nn.LSTMCell/nn.GRUCell/nn.RNNCell in a Python loop over time, "
-    "nn.Linear, nn.LayerNorm (last dim), nn.Dropout, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, "
+    "nn.Embedding on integer token ids (the model input), nn.Linear, nn.LayerNorm (last dim), nn.Dropout, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid, "
     "nn.GELU (incl. approximate='tanh'), nn.LeakyReLU, nn.ELU, nn.Softplus, nn.SiLU, "
     "nn.Softmax/nn.LogSoftmax (last dim); tensor ops: + - * / with a constant or between two "
     "per-step values, torch.cat on the feature dim, torch.stack/cat over time of a cell loop, "

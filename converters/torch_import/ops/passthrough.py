@@ -1,9 +1,11 @@
 """Ops that pass a per-step value through unchanged at inference: dropout, copies and
-aliases, and dtype conversions to float32 (anything else is rejected: only float32 runs)."""
+aliases, and dtype conversions to float32 (anything else is rejected: only float32 runs;
+integer casts of the token-id input are bookkeeping, see embedding.py)."""
 from __future__ import annotations
 
 from ..context import Context
 from ..fx import packet_name, torch_module
+from .embedding import int_cast
 from .registry import op
 
 
@@ -26,17 +28,9 @@ def _identity(ctx: Context, tgt, a):
     return ctx.val(first, packet_name(tgt))
 
 
-@op("_to_copy")
-def _to_copy(ctx: Context, tgt, a):
-    torch = torch_module()
-    if a.get("dtype") not in (None, torch.float32):
-        ctx.fail(f"conversion of a per-step value to {a.get('dtype')} (only float32 runs)")
-    return ctx.val(a["self"], "to")
-
-
-@op("to")
+@op("_to_copy", "to")
 def _to(ctx: Context, tgt, a):
     dtype = a.get("dtype")
     if dtype is not None and dtype != torch_module().float32:
-        ctx.fail(f"conversion of a per-step value to {dtype}")
+        return int_cast(ctx, a["self"], dtype)  # token ids: .long(); anything else: an error
     return ctx.val(a["self"], "to")
