@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lstm_infer.kernels import winograd as wg
-from lstm_infer.ops.conv_lstm import pad_copy
+from lstm_infer.ops.conv_lstm import pad_pair
 
 
 def conv64(xp, W):
@@ -29,9 +29,8 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
     K = C + F
     Ty, Tx = wg.tiles(Ho, Wo)
     Hw, Ww = 4 * Ty + 2, 4 * Tx + 2
-    xp, hq = np.empty(Hw * Ww * C, np.float32), np.empty(Hw * Ww * F, np.float32)
-    pad_copy(x.ravel(), H, W, C, xp, Hw, Ww, pads[0], pads[1])
-    pad_copy(h.ravel(), Ho, Wo, F, hq, Hw, Ww, 1, 1)
+    xh = np.empty(Hw * Ww * K, np.float32)
+    pad_pair(x.ravel(), H, W, C, pads[0], pads[1], h.ravel(), Ho, Wo, F, xh, Hw, Ww)
     U = wg.transform_weights(Wx, Wh).ravel()
     V = np.empty(36 * Tx * K, np.float32)
     P = np.empty(36 * Tx * Mp, np.float32)
@@ -40,8 +39,7 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
     b[:M] = bias
     rows = []
     for ty in range(Ty):
-        wg.input_transform(xp, Ww, C, ty, Tx, V, K, 0)
-        wg.input_transform(hq, Ww, F, ty, Tx, V, K, C)
+        wg.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
         wg.products(V, K, Tx, U, 0, P, Mp)
         wg.output_transform(P, Mp, Tx, b, G)
         rows.append(G.reshape(4, 4 * Tx, Mp).copy())
@@ -51,7 +49,7 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
 CASES = [  # H, W, C, F, pads (top, left, bottom, right)
     (5, 6, 2, 3, (1, 1, 1, 1)),      # 'same', partial tiles
     (9, 7, 1, 2, (0, 0, 0, 0)),      # 'valid'
-    (6, 11, 20, 17, (2, 0, 1, 1)),   # asymmetric pads, two channel chunks, two panels
+    (6, 11, 20, 17, (2, 0, 1, 1)),   # asymmetric pads, two 32-channel chunks, two panels
 ]
 
 

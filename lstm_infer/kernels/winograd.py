@@ -31,7 +31,7 @@ BLOCK = 4       # tiles per register block
 ACC = BLOCK * PANEL
 TILE = 4        # output pixels per tile side
 NPOS = 36       # 6 x 6 transformed positions per tile
-CHUNK = 16      # channels per input-transform pass (a stack array of 36 x CHUNK)
+CHUNK = 32      # channels per input-transform pass (a stack array of 36 x CHUNK)
 IN_TMP = NPOS * CHUNK          # literals for stack arrays (alloca_once needs a constant)
 OUT_TMP = TILE * TILE * PANEL
 

@@ -25,7 +25,7 @@ the benchmark's frame), so going further needs fewer multiplications, not a bett
 a fused conv + cell kernel measured within noise of this one. So 3x3 kernels with stride
 1 and no dilation (any pads: both convolutions are then 'valid' ones of (Ho+2, Wo+2)
 frames) take Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py, _step_winograd):
-4x fewer multiplications, 1094 -> 755 us of thread time per benchmark frame; the row's
+4x fewer multiplications, 1094 -> 686 us of thread time per benchmark frame; the row's
 WH_PACKED is -1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
@@ -311,6 +311,34 @@ def _step_direct(prog, r, w, sc, h, c, cfg):
 
 
 @njit(**KERNEL)
+def pad_pair(x, H, W, C, pt, pl, h, Ho, Wo, F, dst, Hw, Ww):
+    """dst (Hw, Ww, C+F) = [x placed at (pt, pl) | h placed at (1, 1)], zeros around both:
+    the Winograd path transforms both convolutions' inputs in one pass (a separate pass
+    for x's single channel cost 55 us of 64x64-frame overhead, see kernels/winograd.py)."""
+    K = C + F
+    for yy in range(Hw):
+        y, yh = yy - pt, yy - 1
+        for xx in range(Ww):
+            px = dst[(yy * Ww + xx) * K:(yy * Ww + xx + 1) * K]
+            xc, xh = xx - pl, xx - 1
+            if 0 <= y < H and 0 <= xc < W:
+                s = x[(y * W + xc) * C:(y * W + xc + 1) * C]
+                for j in range(C):
+                    px[j] = s[j]
+            else:
+                for j in range(C):
+                    px[j] = np.float32(0.0)
+            ph = px[C:K]
+            if 0 <= yh < Ho and 0 <= xh < Wo:
+                s = h[(yh * Wo + xh) * F:(yh * Wo + xh + 1) * F]
+                for j in range(F):
+                    ph[j] = s[j]
+            else:
+                for j in range(F):
+                    ph[j] = np.float32(0.0)
+
+
+@njit(**KERNEL)
 def _step_winograd(prog, r, w, sc, h, c, cfg):
     """Both 3x3 convolutions as one Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py),
     a row of 4x4 tiles at a time; the cell runs on each row's gates while they are in cache.
@@ -323,13 +351,11 @@ def _step_winograd(prog, r, w, sc, h, c, cfg):
     Ty, Tx = (Ho + 3) // 4, (Wo + 3) // 4
     Hw, Ww = 4 * Ty + 2, 4 * Tx + 2
     x0 = prog[r, SCRATCH]
-    q0 = x0 + _aligned(Hw * Ww * C)
-    v0 = q0 + _aligned(Hw * Ww * F)
+    v0 = x0 + _aligned(Hw * Ww * K)
     p0 = v0 + _aligned(36 * Tx * K)
     g0 = p0 + _aligned(36 * Tx * Mp)
     b0 = g0 + _aligned(16 * Tx * Mp)
-    xp = sc[x0:x0 + Hw * Ww * C]
-    hq = sc[q0:q0 + Hw * Ww * F]
+    xh = sc[x0:x0 + Hw * Ww * K]
     V = sc[v0:v0 + 36 * Tx * K]
     Pr = sc[p0:p0 + 36 * Tx * Mp]
     G = sc[g0:g0 + 16 * Tx * Mp]
@@ -338,12 +364,11 @@ def _step_winograd(prog, r, w, sc, h, c, cfg):
     for j in range(Mp):
         bias[j] = w[b_off + j] if b_off >= 0 and j < M else np.float32(0.0)
     i0 = prog[r, IN]
-    pad_copy(sc[i0:i0 + H * W * C], H, W, C, xp, Hw, Ww, prog[r, PAD_T], prog[r, PAD_L])
-    pad_copy(h, Ho, Wo, F, hq, Hw, Ww, 1, 1)
+    pad_pair(sc[i0:i0 + H * W * C], H, W, C, prog[r, PAD_T], prog[r, PAD_L], h, Ho, Wo, F,
+             xh, Hw, Ww)
     gw = 4 * Tx * Mp
     for ty in range(Ty):
-        winograd.input_transform(xp, Ww, C, ty, Tx, V, K, 0)
-        winograd.input_transform(hq, Ww, F, ty, Tx, V, K, C)
+        winograd.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
         winograd.products(V, K, Tx, w, prog[r, WINO_U], Pr, Mp)
         winograd.output_transform(Pr, Mp, Tx, bias, G)
         for rr in range(min(4, Ho - 4 * ty)):
