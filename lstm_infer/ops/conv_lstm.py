@@ -25,7 +25,7 @@ the benchmark's frame), so going further needs fewer multiplications, not a bett
 a fused conv + cell kernel measured within noise of this one. So 3x3 kernels with stride
 1 and no dilation (any pads: both convolutions are then 'valid' ones of (Ho+2, Wo+2)
 frames) take Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py, _step_winograd):
-4x fewer multiplications, 1094 -> 686 us of thread time per benchmark frame; the row's
+4x fewer multiplications, 1094 -> 650 us of thread time per benchmark frame; the row's
 WH_PACKED is -1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
