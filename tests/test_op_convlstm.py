@@ -90,6 +90,7 @@ GEOMETRIES = [
     dict(H=1, W=11, C=4, F=4, k=(1, 3), pads=(0, 1, 0, 1)),                # a 1-D frame
     dict(H=6, W=7, C=1, F=2, k=(3, 3)),                                    # 'valid'
     dict(H=9, W=9, C=2, F=3, k=(3, 3), stride=(2, 3)),                     # valid, strided
+    dict(H=6, W=9, C=2, F=17, k=(3, 3), pads=(2, 0, 1, 1)),  # Winograd: odd pads, 2 panels
 ]
 
 

@@ -21,8 +21,12 @@ of 64, zero-padded past 4F); four output pixels x 64 columns of sums stay in reg
 the gates are loaded and stored once per convolution. The cell update computes each
 sigmoid/tanh as a fraction and divides once for c and once for h (5 -> 2 divisions).
 The recurrent convolution runs at about the core's FMA peak (75.5 MFLOP in ~780 us on
-the benchmark's frame), so going further needs fewer multiplications (Winograd), not a
-better loop: a fused conv + cell kernel measured within noise of this one.
+the benchmark's frame), so going further needs fewer multiplications, not a better loop:
+a fused conv + cell kernel measured within noise of this one. So 3x3 kernels with stride
+1 and no dilation (any pads: both convolutions are then 'valid' ones of (Ho+2, Wo+2)
+frames) take Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py, _step_winograd):
+4x fewer multiplications, 1094 -> 650 us of thread time per benchmark frame; the row's
+WH_PACKED is -1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
 
@@ -32,12 +36,14 @@ from numba import carray, njit
 from ..kernels import KERNEL
 from ..kernels.activations import GATE_ACT_CODES, gate_act, tanh_fraction
 from ..kernels.linalg import _stack_f32
+from ..kernels import winograd
 from .base import IN, OUT, OpDef, Signature, SpecError, boolean, integer, new_row, number, size
 
 OPCODE = 30
 (IN_H, IN_W, IN_C, FILTERS, OUT_H, OUT_W, KH, KW, SH, SW, DH, DW, PAD_T, PAD_L,
  WX_PACKED, WH_PACKED, BIAS, STATE_H, STATE_C, CFG, SCRATCH) = range(3, 24)
 
+WINO_U = WX_PACKED  # the Winograd path's transformed [W_x | W_h]; WH_PACKED is -1 then
 PANEL = 64   # output columns per packed panel: 4 zmm accumulators per pixel
 BLOCK = 4    # output pixels per register block (16 zmm of sums)
 ACC = BLOCK * PANEL  # a literal for the stack array (alloca_once needs a constant size)
@@ -72,11 +78,14 @@ def geometry(a: dict) -> dict:
     M = 4 * F
     Mp = -(-M // PANEL) * PANEL
     Hp, Wp = (Ho - 1) * sh + span_h, (Wo - 1) * sw + span_w  # rows/columns the conv reads
+    wino = winograd.applies(kh, kw, sh, sw, dh, dw)
+    if wino:
+        scratch = winograd.scratch_size(Ho, Wo, C, F, Mp) + 6 * _ALIGN
+    else:
+        scratch = Ho * Wo * Mp + Hp * Wp * C + (Ho + kh - 1) * (Wo + kw - 1) * F + 3 * _ALIGN
     return dict(H=H, W=W, C=C, F=F, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pt=pt, pl=pl,
-                Ho=Ho, Wo=Wo, M=M, Mp=Mp, Hp=Hp, Wp=Wp,
-                x_size=size(H * W * C), out_size=size(Ho * Wo * F),
-                gates=size(Ho * Wo * Mp), xpad=size(Hp * Wp * C),
-                hpad=size((Ho + kh - 1) * (Wo + kw - 1) * F))
+                Ho=Ho, Wo=Wo, M=M, Mp=Mp, Hp=Hp, Wp=Wp, winograd=wino,
+                x_size=size(H * W * C), out_size=size(Ho * Wo * F), scratch=size(scratch))
 
 
 def _activations(a: dict) -> list[dict]:
@@ -97,7 +106,6 @@ def spec(a: dict) -> Signature:
     g = geometry(a)
     _activations(a)
     boolean(a, "reverse")
-    size(g["gates"] + g["xpad"] + g["hpad"] + 3 * _ALIGN)
     kh, kw, C, F = g["kh"], g["kw"], g["C"], g["F"]
     n = g["out_size"]
     return Signature([g["x_size"]], n,
@@ -129,15 +137,21 @@ def _config(a: dict) -> list[float]:
 def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     a = node.attrs
     g = geometry(a)
+    if g["winograd"]:  # W_x is folded into W_h's derived copy (one U per node)
+        w_x = em.derived(node, "W_h", "convlstm.winograd",
+                         lambda W_h: winograd.transform_weights(node.weights["W_x"], W_h))
+        w_h = -1
+    else:
+        w_x = em.derived(node, "W_x", "convlstm.panels", pack_panels)
+        w_h = em.derived(node, "W_h", "convlstm.panels", pack_panels)
     em.add_row(new_row(OPCODE, {
         IN: ins[0], OUT: out, IN_H: g["H"], IN_W: g["W"], IN_C: g["C"], FILTERS: g["F"],
         OUT_H: g["Ho"], OUT_W: g["Wo"], KH: g["kh"], KW: g["kw"], SH: g["sh"], SW: g["sw"],
         DH: g["dh"], DW: g["dw"], PAD_T: g["pt"], PAD_L: g["pl"],
-        WX_PACKED: em.derived(node, "W_x", "convlstm.panels", pack_panels),
-        WH_PACKED: em.derived(node, "W_h", "convlstm.panels", pack_panels),
+        WX_PACKED: w_x, WH_PACKED: w_h,
         BIAS: em.weight(node, "bias"), STATE_H: state["h"], STATE_C: state["c"],
         CFG: em.const(*_config(a)),
-        SCRATCH: em.alloc(g["gates"] + g["xpad"] + g["hpad"] + 3 * _ALIGN)}))
+        SCRATCH: em.alloc(g["scratch"])}))
 
 
 @njit(**KERNEL)
@@ -260,8 +274,8 @@ def _pointwise(G, Mp, F, P, c, h, cfg):
 
 
 @njit(**KERNEL)
-def step(prog, r, w, st, sc):
-    """One frame of one stream (a plain call from the interpreter: its body is large)."""
+def _step_direct(prog, r, w, sc, h, c, cfg):
+    """Both convolutions by _conv_acc into the gates of the whole frame, then the cell."""
     H, W, C, F = prog[r, IN_H], prog[r, IN_W], prog[r, IN_C], prog[r, FILTERS]
     Ho, Wo, kh, kw = prog[r, OUT_H], prog[r, OUT_W], prog[r, KH], prog[r, KW]
     sh, sw, dh, dw = prog[r, SH], prog[r, SW], prog[r, DH], prog[r, DW]
@@ -276,8 +290,6 @@ def step(prog, r, w, st, sc):
     G = sc[s0:s0 + P * Mp]
     xp = sc[x0:x0 + Hp * Wp * C]
     hq = sc[q0:q0 + Hq * Wq * F]
-    h = st[prog[r, STATE_H]:prog[r, STATE_H] + P * F]
-    c = st[prog[r, STATE_C]:prog[r, STATE_C] + P * F]
     b_off = prog[r, BIAS]
     for p in range(P):
         gp = G[p * Mp:(p + 1) * Mp]
@@ -295,7 +307,86 @@ def step(prog, r, w, st, sc):
     pad_copy(h, Ho, Wo, F, hq, Hq, Wq, (kh - 1) // 2, (kw - 1) // 2)
     _conv_acc(G, Mp, xp, Wp, C, w, prog[r, WX_PACKED], kh, kw, sh, sw, dh, dw, Ho, Wo)
     _conv_acc(G, Mp, hq, Wq, F, w, prog[r, WH_PACKED], kh, kw, 1, 1, 1, 1, Ho, Wo)
-    _pointwise(G, Mp, F, P, c, h, w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE])
+    _pointwise(G, Mp, F, P, c, h, cfg)
+
+
+@njit(**KERNEL)
+def pad_pair(x, H, W, C, pt, pl, h, Ho, Wo, F, dst, Hw, Ww):
+    """dst (Hw, Ww, C+F) = [x placed at (pt, pl) | h placed at (1, 1)], zeros around both:
+    the Winograd path transforms both convolutions' inputs in one pass (a separate pass
+    for x's single channel cost 55 us of 64x64-frame overhead, see kernels/winograd.py)."""
+    K = C + F
+    for yy in range(Hw):
+        y, yh = yy - pt, yy - 1
+        for xx in range(Ww):
+            px = dst[(yy * Ww + xx) * K:(yy * Ww + xx + 1) * K]
+            xc, xh = xx - pl, xx - 1
+            if 0 <= y < H and 0 <= xc < W:
+                s = x[(y * W + xc) * C:(y * W + xc + 1) * C]
+                for j in range(C):
+                    px[j] = s[j]
+            else:
+                for j in range(C):
+                    px[j] = np.float32(0.0)
+            ph = px[C:K]
+            if 0 <= yh < Ho and 0 <= xh < Wo:
+                s = h[(yh * Wo + xh) * F:(yh * Wo + xh + 1) * F]
+                for j in range(F):
+                    ph[j] = s[j]
+            else:
+                for j in range(F):
+                    ph[j] = np.float32(0.0)
+
+
+@njit(**KERNEL)
+def _step_winograd(prog, r, w, sc, h, c, cfg):
+    """Both 3x3 convolutions as one Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py),
+    a row of 4x4 tiles at a time; the cell runs on each row's gates while they are in cache.
+    h is read from its padded copy, so the cell may overwrite it row by row."""
+    H, W, C, F = prog[r, IN_H], prog[r, IN_W], prog[r, IN_C], prog[r, FILTERS]
+    Ho, Wo = prog[r, OUT_H], prog[r, OUT_W]
+    M = 4 * F
+    Mp = M + (-M) % PANEL
+    K = C + F
+    Ty, Tx = (Ho + 3) // 4, (Wo + 3) // 4
+    Hw, Ww = 4 * Ty + 2, 4 * Tx + 2
+    x0 = prog[r, SCRATCH]
+    v0 = x0 + _aligned(Hw * Ww * K)
+    p0 = v0 + _aligned(36 * Tx * K)
+    g0 = p0 + _aligned(36 * Tx * Mp)
+    b0 = g0 + _aligned(16 * Tx * Mp)
+    xh = sc[x0:x0 + Hw * Ww * K]
+    V = sc[v0:v0 + 36 * Tx * K]
+    Pr = sc[p0:p0 + 36 * Tx * Mp]
+    G = sc[g0:g0 + 16 * Tx * Mp]
+    bias = sc[b0:b0 + Mp]
+    b_off = prog[r, BIAS]
+    for j in range(Mp):
+        bias[j] = w[b_off + j] if b_off >= 0 and j < M else np.float32(0.0)
+    i0 = prog[r, IN]
+    pad_pair(sc[i0:i0 + H * W * C], H, W, C, prog[r, PAD_T], prog[r, PAD_L], h, Ho, Wo, F,
+             xh, Hw, Ww)
+    gw = 4 * Tx * Mp
+    for ty in range(Ty):
+        winograd.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
+        winograd.products(V, K, Tx, w, prog[r, WINO_U], Pr, Mp)
+        winograd.output_transform(Pr, Mp, Tx, bias, G)
+        for rr in range(min(4, Ho - 4 * ty)):
+            p = (4 * ty + rr) * Wo * F
+            _pointwise(G[rr * gw:(rr + 1) * gw], Mp, F, Wo, c[p:p + Wo * F], h[p:p + Wo * F], cfg)
+
+
+@njit(**KERNEL)
+def step(prog, r, w, st, sc):
+    """One frame of one stream (a plain call from the interpreter: its body is large)."""
+    P, F = prog[r, OUT_H] * prog[r, OUT_W], prog[r, FILTERS]
+    h = st[prog[r, STATE_H]:prog[r, STATE_H] + P * F]
+    c = st[prog[r, STATE_C]:prog[r, STATE_C] + P * F]
+    cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
+    if prog[r, WH_PACKED] < 0:
+        _step_winograd(prog, r, w, sc, h, c, cfg)
+    else:
+        _step_direct(prog, r, w, sc, h, c, cfg)
     out = sc[prog[r, OUT]:prog[r, OUT] + P * F]
     for j in range(P * F):
         out[j] = h[j]

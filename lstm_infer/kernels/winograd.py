@@ -1,0 +1,275 @@
+"""Winograd F(4x4, 3x3) for ConvLSTM's 3x3 stride-1 convolutions (ops/conv_lstm.py).
+
+Both of a ConvLSTM's convolutions, when 3x3 with stride 1 and no dilation, are 'valid'
+convolutions of zero-padded (Ho+2, Wo+2) frames: x padded by the node's pads, h by one
+pixel ('same'). So they share one transform over K = C + F channels: per 4x4 output tile,
+the 6x6 patch d of [x | h] becomes V = B^T d B (36 numbers per channel), the product with
+the transformed weights U = G g G^T is 36 small GEMMs (tiles, K) @ (K, 4F), and the 4x4
+outputs are A^T m A. That is 36 multiplications per 16 outputs instead of 144: on the
+64x64, 16-filter benchmark frame 10.0M instead of 40.1M multiply-adds per step.
+
+F(2x2, 3x3) (16 per 4 outputs, 2.25x fewer) would be near fp32-exact, but 2.25x on the
+convolutions cannot reach the goal; F(4x4, 3x3) loses about one digit (see POINTS): on
+the benchmark frame the gates' max abs error vs float64 is 2.4e-6 (fp32 direct 2.5e-7),
+h's 1e-6 after the cell (tests/test_winograd.py).
+
+Work goes one row of tiles at a time (4 output rows), so the transformed tiles V
+(36 x tiles x K) and products (36 x tiles x Mp) of a row stay in L2 (147 KB for 16 tiles
+of 64 gates) and each U[position] (K x 64, 4.3 KB) stays in L1 while all tiles of the row
+use it. Gate columns are padded to Mp = 64-column panels as in the direct kernel.
+
+Where a step's time goes (64x64x1 frame, 16 filters, thread time per frame on the shared
+AMD EPYC, each part timed alone): [x | h] padding 28 us, input transform 60, products 253
+(10.0M multiply-adds, 40 GMAC/s: about 2/3 of the FMA peak, as only K = 17 rows share
+each register block's setup and stores), output transform 76, cell update 183 (the
+fraction form of ops/conv_lstm.py, two divisions per value); 650 us in all (1119 direct).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, njit
+
+from . import KERNEL
+from .linalg import _stack_f32
+
+PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
+BLOCK = 4       # tiles per register block
+ACC = BLOCK * PANEL
+TILE = 4        # output pixels per tile side
+NPOS = 36       # 6 x 6 transformed positions per tile
+CHUNK = 32      # channels per input-transform pass (a stack array of 36 x CHUNK)
+IN_TMP = NPOS * CHUNK          # literals for stack arrays (alloca_once needs a constant)
+OUT_TMP = TILE * TILE * PANEL
+
+# Interpolation points 0, 1, -1, 1/2, -2 and infinity: the gates' max abs error vs float64
+# measured 2.9e-6 against 6.5e-6 for the usual 0, +-1, +-2 (fp32 simulation, 17 channels
+# of unit data, weights +-1/sqrt(153); points 0, +-1, +-1/2 gave 6.9e-6). B^T and A^T of
+# these points are written out in _bt and _at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
+# the last row (0, 0, 1)) is applied in float64 by transform_weights.
+POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
+_G = np.array([[a ** k / np.prod([a - b for b in POINTS if b != a]) for k in range(3)]
+               for a in POINTS] + [[0.0, 0.0, 1.0]])
+_2, _4, _8 = np.float32(2.0), np.float32(4.0), np.float32(8.0)
+_H, _Q, _E = np.float32(0.5), np.float32(0.25), np.float32(0.125)
+_1H, _2H = np.float32(1.5), np.float32(2.5)
+
+
+def applies(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> bool:
+    """The Winograd path covers 3x3 kernels, stride 1, no dilation (any pads)."""
+    return (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
+
+
+def tiles(Ho: int, Wo: int) -> tuple[int, int]:
+    return -(-Ho // TILE), -(-Wo // TILE)
+
+
+def scratch_size(Ho: int, Wo: int, C: int, F: int, Mp: int) -> int:
+    """Floats of scratch the path needs (laid out by `parts`)."""
+    Ty, Tx = tiles(Ho, Wo)
+    frame = (TILE * Ty + 2) * (TILE * Tx + 2)
+    return frame * (C + F) + NPOS * Tx * (C + F) + NPOS * Tx * Mp + TILE * TILE * Tx * Mp + Mp
+
+
+def transform_weights(W_x: np.ndarray, W_h: np.ndarray) -> np.ndarray:
+    """W_x (3, 3, C, M), W_h (3, 3, F, M) -> U (panels, 36, C+F, PANEL) float32, U[q, 6a+b]
+    = (G g G^T)[a, b] over the channels [x | h], computed in float64 and rounded once;
+    columns past M are zeros. The kernel reads one (K, PANEL) block per position."""
+    W = np.concatenate([np.asarray(W_x, np.float64), np.asarray(W_h, np.float64)], axis=2)
+    K, M = W.shape[2], W.shape[3]
+    U = np.einsum("ay,yxkm,bx->abkm", _G, W, _G).reshape(NPOS, K, M)
+    npan = -(-M // PANEL)
+    full = np.zeros((NPOS, K, npan * PANEL))
+    full[:, :, :M] = U
+    packed = full.reshape(NPOS, K, npan, PANEL).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(packed, np.float32)
+
+
+@njit(inline="always", **KERNEL)
+def _views6(a, base, stride, n):
+    """Six views a[base + i*stride:][:n]. Indexing a view by a loop counter needs no
+    negative-index wrap: with a[base + i*stride + j] LLVM kept the wrap selects and made
+    gathers of the loads (output transform 367 -> 186 us per 64x64 frame)."""
+    return (a[base:base + n], a[base + stride:base + stride + n],
+            a[base + 2 * stride:base + 2 * stride + n], a[base + 3 * stride:base + 3 * stride + n],
+            a[base + 4 * stride:base + 4 * stride + n], a[base + 5 * stride:base + 5 * stride + n])
+
+
+@njit(inline="always", **KERNEL)
+def _at_j(v, j):
+    return (v[0][j], v[1][j], v[2][j], v[3][j], v[4][j], v[5][j])
+
+
+@njit(inline="always", **KERNEL)
+def _st6(a, base, stride, v):
+    a[base] = v[0]
+    a[base + stride] = v[1]
+    a[base + 2 * stride] = v[2]
+    a[base + 3 * stride] = v[3]
+    a[base + 4 * stride] = v[4]
+    a[base + 5 * stride] = v[5]
+
+
+@njit(inline="always", **KERNEL)
+def _st4(a, base, stride, v, add):
+    a[base] = v[0] + add
+    a[base + stride] = v[1] + add
+    a[base + 2 * stride] = v[2] + add
+    a[base + 3 * stride] = v[3] + add
+
+
+@njit(inline="always", **KERNEL)
+def _bt(d):
+    """B^T d for one line of 6 (points 0, 1, -1, 1/2, -2, infinity)."""
+    return (d[0] - _1H * d[1] - _2 * d[2] + _1H * d[3] + d[4],
+            _2H * d[3] + _H * d[2] - d[1] + d[4],
+            d[1] - _2H * d[2] + _H * d[3] + d[4],
+            _2 * (d[3] - d[1]) - d[2] + d[4],
+            _H * (d[1] - d[3]) - d[2] + d[4],
+            d[1] - _1H * d[2] - _2 * d[3] + _1H * d[4] + d[5])
+
+
+@njit(inline="always", **KERNEL)
+def _at(m):
+    """A^T m for one line of 6 -> 4."""
+    a, b = m[1] + m[2], m[1] - m[2]
+    return (a + m[0] + m[3] + m[4], b + _H * m[3] - _2 * m[4], a + _Q * m[3] + _4 * m[4],
+            b + _E * m[3] - _8 * m[4] + m[5])
+
+
+@njit(**KERNEL)
+def input_transform(src, Ww, Cs, ty, Tx, V, K, koff):
+    """V[(p*Tx + t)*K + koff + c] = (B^T d B)[p] for each tile t of tile row ty, d the 6x6
+    patch of channel c of src (rows, Ww, Cs) at (4ty, 4t). The channel loop is innermost
+    (contiguous loads, one vector for 16 channels) and writes a stack array: with 36 output
+    streams into V, LLVM would not vectorise (too many run-time alias checks); with the
+    stack array and _views6, 162 -> 55 us of thread time per 64x64x16 frame."""
+    tmp = carray(_stack_f32(IN_TMP), IN_TMP)
+    rs = Ww * Cs
+    ps = Tx * K
+    for t in range(Tx):
+        for c0 in range(0, Cs, CHUNK):
+            n = min(CHUNK, Cs - c0)
+            b0 = (TILE * ty * Ww + TILE * t) * Cs + c0
+            d0 = _views6(src, b0, Cs, n)           # row 0 of the patch, columns 0..5
+            d1 = _views6(src, b0 + rs, Cs, n)
+            d2 = _views6(src, b0 + 2 * rs, Cs, n)
+            d3 = _views6(src, b0 + 3 * rs, Cs, n)
+            d4 = _views6(src, b0 + 4 * rs, Cs, n)
+            d5 = _views6(src, b0 + 5 * rs, Cs, n)
+            for c in range(n):
+                r0 = _bt(_at_j(d0, c))
+                r1 = _bt(_at_j(d1, c))
+                r2 = _bt(_at_j(d2, c))
+                r3 = _bt(_at_j(d3, c))
+                r4 = _bt(_at_j(d4, c))
+                r5 = _bt(_at_j(d5, c))
+                _st6(tmp, c, 6 * CHUNK, _bt((r0[0], r1[0], r2[0], r3[0], r4[0], r5[0])))
+                _st6(tmp, c + CHUNK, 6 * CHUNK, _bt((r0[1], r1[1], r2[1], r3[1], r4[1], r5[1])))
+                _st6(tmp, c + 2 * CHUNK, 6 * CHUNK, _bt((r0[2], r1[2], r2[2], r3[2], r4[2], r5[2])))
+                _st6(tmp, c + 3 * CHUNK, 6 * CHUNK, _bt((r0[3], r1[3], r2[3], r3[3], r4[3], r5[3])))
+                _st6(tmp, c + 4 * CHUNK, 6 * CHUNK, _bt((r0[4], r1[4], r2[4], r3[4], r4[4], r5[4])))
+                _st6(tmp, c + 5 * CHUNK, 6 * CHUNK, _bt((r0[5], r1[5], r2[5], r3[5], r4[5], r5[5])))
+            o = t * K + koff + c0
+            for p in range(NPOS):
+                vp = V[o + p * ps:o + p * ps + n]
+                tp = tmp[p * CHUNK:p * CHUNK + n]
+                for c in range(n):
+                    vp[c] = tp[c]
+
+
+@njit(**KERNEL)
+def products(V, K, Tx, w, u_off, P, Mp):
+    """P[(t*36 + p)*Mp + j] = sum_k V[(p*Tx + t)*K + k] * U[q, p, k, j - q*PANEL] for the 36
+    positions p, U at w[u_off:] (transform_weights). Four tiles x one panel of sums stay in
+    registers over the K rows, as in the direct kernel's _conv_acc."""
+    acc = carray(_stack_f32(ACC), ACC)
+    for q in range(Mp // PANEL):
+        for p in range(NPOS):
+            ub = u_off + (q * NPOS + p) * K * PANEL
+            t = 0
+            while t < Tx:
+                nb = BLOCK if Tx - t >= BLOCK else 1
+                for i in range(ACC):
+                    acc[i] = np.float32(0.0)
+                vb = (p * Tx + t) * K
+                if nb == BLOCK:
+                    v0 = V[vb:vb + K]
+                    v1 = V[vb + K:vb + 2 * K]
+                    v2 = V[vb + 2 * K:vb + 3 * K]
+                    v3 = V[vb + 3 * K:vb + 4 * K]
+                    for k in range(K):
+                        wr = w[ub + k * PANEL:ub + (k + 1) * PANEL]
+                        a0 = v0[k]
+                        a1 = v1[k]
+                        a2 = v2[k]
+                        a3 = v3[k]
+                        for j in range(PANEL):
+                            u = wr[j]
+                            acc[j] += a0 * u
+                            acc[PANEL + j] += a1 * u
+                            acc[2 * PANEL + j] += a2 * u
+                            acc[3 * PANEL + j] += a3 * u
+                else:
+                    v0 = V[vb:vb + K]
+                    for k in range(K):
+                        wr = w[ub + k * PANEL:ub + (k + 1) * PANEL]
+                        a0 = v0[k]
+                        for j in range(PANEL):
+                            acc[j] += a0 * wr[j]
+                for b in range(nb):
+                    o = ((t + b) * NPOS + p) * Mp + q * PANEL
+                    pb = P[o:o + PANEL]
+                    for j in range(PANEL):
+                        pb[j] = acc[b * PANEL + j]
+                t += nb
+
+
+@njit(**KERNEL)
+def output_transform(P, Mp, Tx, bias, G):
+    """G[(r*4Tx + 4t + x)*Mp + j] = (A^T m A)[r, x] + bias[j] for each tile t of the row,
+    m the 36 products P[(t*36 + p)*Mp + j] of gate column j: the gates of 4 output rows x
+    4Tx columns (columns and rows past the frame are computed and not read). One panel of
+    columns is computed into a stack array, then copied: stores straight into G made LLVM
+    give up vectorising (too many run-time alias checks; 1589 -> 75 us per 64x64 frame
+    with _views6, the tile-major products and the copy below; 259 us storing into 16
+    views of G instead)."""
+    tmp = carray(_stack_f32(OUT_TMP), OUT_TMP)
+    ps = Mp  # tile-major: with positions Tx*Mp apart (4 KB on 64x64) the 36 load streams
+    # shared L1 sets (170-300 -> 122 us per frame)
+    gw = TILE * Tx * Mp
+    for t in range(Tx):
+        for q in range(Mp // PANEL):
+            b0 = t * NPOS * Mp + q * PANEL
+            bq = bias[q * PANEL:(q + 1) * PANEL]
+            # n = PANEL, but a run-time count: a constant one was unrolled into 64 scalar
+            # moves per copy (not vectorised); measured 123 -> 75 us per 64x64 frame
+            n = min(PANEL, Mp - q * PANEL)
+            m0 = _views6(P, b0, ps, PANEL)          # positions (0, 0..5)
+            m1 = _views6(P, b0 + 6 * ps, ps, PANEL)
+            m2 = _views6(P, b0 + 12 * ps, ps, PANEL)
+            m3 = _views6(P, b0 + 18 * ps, ps, PANEL)
+            m4 = _views6(P, b0 + 24 * ps, ps, PANEL)
+            m5 = _views6(P, b0 + 30 * ps, ps, PANEL)
+            for j in range(PANEL):
+                a0 = _at(_at_j(m0, j))
+                a1 = _at(_at_j(m1, j))
+                a2 = _at(_at_j(m2, j))
+                a3 = _at(_at_j(m3, j))
+                a4 = _at(_at_j(m4, j))
+                a5 = _at(_at_j(m5, j))
+                bj = bq[j]
+                y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
+                y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
+                y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
+                y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
+                _st4(tmp, j, 4 * PANEL, y0, bj)
+                _st4(tmp, j + PANEL, 4 * PANEL, y1, bj)
+                _st4(tmp, j + 2 * PANEL, 4 * PANEL, y2, bj)
+                _st4(tmp, j + 3 * PANEL, 4 * PANEL, y3, bj)
+            for r in range(TILE):
+                for x in range(TILE):
+                    o = r * gw + (TILE * t + x) * Mp + q * PANEL
+                    g = G[o:o + PANEL]
+                    tr = tmp[(r * TILE + x) * PANEL:(r * TILE + x + 1) * PANEL]
+                    for j in range(n):
+                        g[j] = tr[j]
