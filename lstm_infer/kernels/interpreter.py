@@ -10,11 +10,17 @@ The first row is a header: n_ops, input offset, input size, output offset, outpu
 state size S. Each stream owns one row of `mem`: state in mem[:S], scratch after it, so a
 step call unboxes few arrays (Numba's per-call cost grows with array arguments).
 
+Two entry points: step_sequence (one stream, T steps; step() is T = 1) and step_streams (n
+streams, one step). Numba re-optimises and re-emits the machine code of a function into every
+function that calls it, so each op loop is inlined into its one entry point instead of being a
+function of its own: with step_one, _run_ops and _run_op_streams as separate functions the ops
+were compiled five times (interpreter compile events 31.6 -> 22.9 s CPU on a cold cache).
+
 Dispatch is one line per op. The recurrent cells', Linear's and Concat's step kernels are
 `inline="always"`: calling them as functions cost ~0.3 us per step on LSTM(16,64)+Linear
-(measured, commit cf2934e). The other ops' steps are plain calls: their bodies, inlined into
-both _run_ops and _run_op_streams, cost ~6 s of the first-use compile (45.5 -> 40 s, numba
-compile events) while a call costs silero-vad's 38 us frame no measurable time.
+(measured, commit cf2934e). The other ops' steps are plain calls: inlining their bodies too
+cost ~6 s of the first-use compile (45.5 -> 40 s, numba compile events) while a call costs
+silero-vad's 38 us frame no measurable time.
 """
 import math
 
