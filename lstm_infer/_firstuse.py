@@ -1,7 +1,7 @@
 """The one message a newcomer sees while the kernels compile on first use.
 
 A first load on an empty kernel cache compiles the interpreter and the ops' kernels for
-about a minute (58 s of CPU for a small LSTM or GRU model on a 2-core AMD EPYC), and
+about a minute (48-58 s of CPU for a small LSTM or GRU model on a 2-core AMD EPYC), and
 a silent pause that long looks like a hang. When kernels/__init__.py found the cache cold,
 Model.warmup() says so once on stderr, with a word per compiled entry point as it
 finishes; a warm cache, a second load, or LSTM_INFER_QUIET=1 print nothing.
@@ -16,9 +16,9 @@ from typing import Iterator
 
 from . import _cache
 
-# A cold load + first step measured 57.6 s (sensor_lstm) and 57.9 s (volatility_gru) of CPU,
-# 69.3 / 78.5 s before the interpreter's entry points were merged (2-core AMD EPYC).
-FIRST_USE_SECONDS = 60
+# A cold load + first step of sensor_lstm measured 48.2 s of CPU on a quiet 2-core AMD EPYC
+# (63.4 s before the interpreter's entry points were merged), 57 s with the machine loaded.
+FIRST_USE_SECONDS = 50
 
 
 def should_announce() -> bool:
