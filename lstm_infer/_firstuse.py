@@ -1,7 +1,7 @@
 """The one message a newcomer sees while the kernels compile on first use.
 
 A first load on an empty kernel cache compiles the interpreter and the ops' kernels for
-tens of seconds (the demo measured 32.5 s; 73 s of CPU on a loaded 2-core machine), and
+about a minute (48-58 s of CPU for a small LSTM or GRU model on a 2-core AMD EPYC), and
 a silent pause that long looks like a hang. When kernels/__init__.py found the cache cold,
 Model.warmup() says so once on stderr, with a word per compiled entry point as it
 finishes; a warm cache, a second load, or LSTM_INFER_QUIET=1 print nothing.
@@ -16,7 +16,9 @@ from typing import Iterator
 
 from . import _cache
 
-FIRST_USE_SECONDS = 70  # a cold compile measured 67 s on the 2-core AMD EPYC of benchmarks/results/latest.md
+# A cold load + first step of sensor_lstm measured 48.2 s of CPU on a quiet 2-core AMD EPYC
+# (63.4 s before the interpreter's entry points were merged), 57 s with the machine loaded.
+FIRST_USE_SECONDS = 50
 
 
 def should_announce() -> bool:

@@ -124,11 +124,12 @@ def _run_node_program(npg: NodeProgram, arena: np.ndarray, node, ins: list[np.nd
             xs = np.ascontiguousarray(xs[::-1] if rev else xs)
             ys = np.empty((L, out_size), np.float32)
             mem[0, :S] = npg.init_state
-            step_sequence(npg.prog, arena, mem, xs, ys, False)
+            step_sequence(npg.prog, arena, mem, xs.reshape(-1), ys.reshape(-1), False)
             out[:L, b] = ys[::-1] if rev else ys
         return out
     xs = np.concatenate(ins, axis=-1) if len(ins) > 1 else x
     xs = np.ascontiguousarray(xs.reshape(T * B, -1))
     ys = np.empty((T * B, out_size), np.float32)
-    step_sequence(npg.prog, arena, np.zeros((1, S + npg.scratch_size), np.float32), xs, ys, False)
+    step_sequence(npg.prog, arena, np.zeros((1, S + npg.scratch_size), np.float32), xs.reshape(-1),
+                  ys.reshape(-1), False)
     return ys.reshape(T, B, out_size)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite_error, pack_inputs,
                      shape_error)
-from .kernels.interpreter import step_one, step_sequence, step_streams
+from .kernels.interpreter import step_sequence, step_streams
 from .ops.causal_attention import limit_error
 from .ops.embedding import bad_id_error
 from .sequence import chunkable, run_graph
@@ -85,7 +85,7 @@ class Stream(_StateBox):
             y = out
         else:
             raise ValueError(f"out must be a C-contiguous float32 array of shape ({self.output_size},)")
-        code = step_one(self._prog, self._w, self._mem, x, y, self._check)
+        code = step_sequence(self._prog, self._w, self._mem, x, y, self._check)  # one step
         if code:
             raise self._refused(code, x, "x")
         return y if (out is not None or self._single_output) else self.model._split(y)
@@ -108,8 +108,8 @@ class Stream(_StateBox):
         if self._chunk_slots is not None and X.shape[0] >= CHUNK_MIN:
             return self.model._split(self._chunk(X))
         Y = np.empty((X.shape[0], self.output_size), np.float32)
-        code = X.shape[0] and step_sequence(self._prog, self._w, self._mem, np.ascontiguousarray(X), Y,
-                                            self._check)
+        code = X.shape[0] and step_sequence(self._prog, self._w, self._mem,
+                                            np.ascontiguousarray(X).reshape(-1), Y.reshape(-1), self._check)
         if code:
             raise self._refused(code, X, "X")
         return self.model._split(Y)

@@ -36,7 +36,7 @@ def test_empty_cache_is_cold_and_one_with_the_interpreter_is_warm(tmp_path, mode
     # the kernels/ cache sub-directory as Numba names it, holding an interpreter index
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "warm"))
     code = ("import lstm_infer.kernels, lstm_infer._cache as c, sys; d = c.kernel_cache_dirs()[0]; "
-            "v = sys.version_info; open(f'{d}/interpreter.step_one-1.py{v[0]}{v[1]}.nbi', 'w'); "
+            "v = sys.version_info; open(f'{d}/interpreter.step_sequence-1.py{v[0]}{v[1]}.nbi', 'w'); "
             "print(c.interpreter_cached())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(env, PYTHONPATH=ROOT), check=True).stdout.strip()

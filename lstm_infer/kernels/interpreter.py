@@ -10,13 +10,21 @@ The first row is a header: n_ops, input offset, input size, output offset, outpu
 state size S. Each stream owns one row of `mem`: state in mem[:S], scratch after it, so a
 step call unboxes few arrays (Numba's per-call cost grows with array arguments).
 
+Two entry points: step_sequence (one stream, T steps; step() is T = 1) and step_streams (n
+streams, one step). Numba re-optimises and re-emits the machine code of a function into every
+function that calls it, so each op loop is inlined into its one entry point instead of being a
+function of its own: with step_one, _run_ops and _run_op_streams as separate functions the ops
+were compiled five times (interpreter compile events 31.6 -> 22.9 s CPU on a cold cache).
+
 Dispatch is one line per op. The recurrent cells', Linear's and Concat's step kernels are
 `inline="always"`: calling them as functions cost ~0.3 us per step on LSTM(16,64)+Linear
-(measured, commit cf2934e). The other ops' steps are plain calls: their bodies, inlined into
-both _run_ops and _run_op_streams, cost ~6 s of the first-use compile (45.5 -> 40 s, numba
-compile events) while a call costs silero-vad's 38 us frame no measurable time.
+(measured, commit cf2934e). The other ops' steps are plain calls: inlining their bodies too
+cost ~6 s of the first-use compile (45.5 -> 40 s, numba compile events) while a call costs
+silero-vad's 38 us frame no measurable time.
 """
 import math
+
+import numpy as np
 
 from numba import njit
 
@@ -72,14 +80,7 @@ def _run_op(prog, r, w, st, sc):
         slstm.step(prog, r, w, st, sc)
 
 
-@njit(**KERNEL)
-def _run_ops(prog, w, st, sc):
-    """Run every op once for one stream."""
-    for r in range(1, prog[0, 0] + 1):
-        _run_op(prog, r, w, st, sc)
-
-
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def _run_op_streams(prog, r, w, mem, S):
     """Op r for every stream (row of mem). Ops with a batched kernel (step_streams: the
     mat-vecs of all streams as one matmat_acc, each weight read once per four streams,
@@ -121,8 +122,18 @@ def _ids_ok(prog, x):
 
 @njit(**KERNEL)
 def _all_ids_ok(prog, xs):
+    """_ids_ok for every row of xs (n, I)."""
     for t in range(xs.shape[0]):
         if not _ids_ok(prog, xs[t]):
+            return False
+    return True
+
+
+@njit(**KERNEL)
+def _steps_ids_ok(prog, xs, I):
+    """_ids_ok for every step of xs (T * I,), one step after another."""
+    for t in range(xs.shape[0] // I):
+        if not _ids_ok(prog, xs[t * I:(t + 1) * I]):
             return False
     return True
 
@@ -147,32 +158,6 @@ def _room_ok(prog, st, steps):
 # 1 a NaN/Inf input (with check_finite), 2 an invalid token id (ops/embedding.py),
 # 3 a full causal attention past its max_len (ops/causal_attention.py).
 @njit(**KERNEL)
-def step_one(prog, w, mem, x, y, check_finite):
-    """One step of one stream: x (I,) -> y (O,). Returns 1 (state untouched) on NaN/Inf input,
-    2 on an invalid token id."""
-    if check_finite and not _all_finite(x):
-        return 1
-    if not _ids_ok(prog, x):
-        return 2
-    in0 = prog[0, 1]
-    out0 = prog[0, 3]
-    S = prog[0, 5]
-    row = mem[0]
-    st = row[:S]
-    sc = row[S:]
-    if not _room_ok(prog, st, 1):
-        return 3
-    xin = sc[in0:in0 + x.shape[0]]
-    for j in range(x.shape[0]):
-        xin[j] = x[j]
-    _run_ops(prog, w, st, sc)
-    yout = sc[out0:out0 + y.shape[0]]
-    for j in range(y.shape[0]):
-        y[j] = yout[j]
-    return 0
-
-
-@njit(**KERNEL)
 def step_streams(prog, w, mem, x, y, check_finite):
     """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input.
     Op by op over all streams, so weights are shared between streams while in cache.
@@ -188,7 +173,7 @@ def step_streams(prog, w, mem, x, y, check_finite):
     S = prog[0, 5]
     n = x.shape[0]
     for b in range(n):
-        if not _room_ok(prog, mem[b, :S], 1):
+        if not _room_ok(prog, mem[b, :S], np.int64(1)):  # int64, as step_sequence passes
             return 3
     for b in range(n):
         xin = mem[b, S + in0:S + in0 + I]
@@ -209,30 +194,34 @@ def step_streams(prog, w, mem, x, y, check_finite):
 
 @njit(**KERNEL)
 def step_sequence(prog, w, mem, xs, ys, check_finite):
-    """T steps of one stream: xs (T, I) -> ys (T, O); same arithmetic as T step_one calls.
-    Returns 1 / 2 (nothing computed) on a NaN/Inf input / an invalid token id in any step."""
-    if check_finite and not _all_finite(xs):
-        return 1
-    if not _all_ids_ok(prog, xs):
-        return 2
+    """T steps of one stream: xs (T * I,) -> ys (T * O,), the steps one after another
+    (Stream.step is T = 1; a (T, I) array is passed as its flat view). Returns 1 / 2 / 3
+    (nothing computed, state untouched) on a NaN/Inf input / an invalid token id / a full
+    causal attention in any step."""
     in0 = prog[0, 1]
     I = prog[0, 2]
     out0 = prog[0, 3]
     O = prog[0, 4]
     S = prog[0, 5]
+    T = xs.shape[0] // I
+    if check_finite and not _all_finite(xs):
+        return 1
+    if not _steps_ids_ok(prog, xs, I):
+        return 2
     row = mem[0]
     st = row[:S]
     sc = row[S:]
-    if not _room_ok(prog, st, xs.shape[0]):
+    if not _room_ok(prog, st, T):
         return 3
     xin = sc[in0:in0 + I]
     yout = sc[out0:out0 + O]
-    for t in range(xs.shape[0]):
-        xt = xs[t]
+    for t in range(T):
+        xt = xs[t * I:(t + 1) * I]
         for j in range(I):
             xin[j] = xt[j]
-        _run_ops(prog, w, st, sc)
-        yt = ys[t]
+        for r in range(1, prog[0, 0] + 1):
+            _run_op(prog, r, w, st, sc)
+        yt = ys[t * O:(t + 1) * O]
         for j in range(O):
             yt[j] = yout[j]
     return 0

@@ -20,7 +20,7 @@ PANEL = 64
 @njit(**KERNEL)
 def matvec_acc(out, x, w, w_off, rows, cols):
     """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols)."""
-    matvec_cols(out, x, w, w_off, rows, cols, 0, cols)
+    matvec_cols(out, x, w, w_off, rows, cols, np.int64(0), cols)
 
 
 @njit(**KERNEL)
@@ -112,7 +112,7 @@ def matvec_packed(out, x, w, p_off, rows, cols):
             o[j] = acc[j]
     rest = cols - npan * PANEL
     if rest > 0:
-        matvec_cols(out[npan * PANEL:cols], x, w, p_off + npan * PANEL * rows, rows, rest, 0, rest)
+        matvec_cols(out[npan * PANEL:cols], x, w, p_off + npan * PANEL * rows, rows, rest, np.int64(0), rest)
 
 
 def _has_wide_vectors() -> bool:
@@ -192,13 +192,13 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
                 o3[j] = a3[j]
             b += 4
         while b < nb:
-            matvec_cols(out[b, c:c + PANEL], x[b, x_off:x_off + rows], w, base, rows, PANEL, 0, PANEL)
+            matvec_cols(out[b, c:c + PANEL], x[b, x_off:x_off + rows], w, base, rows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
             b += 1
     rest = cols - npan * PANEL
     if rest > 0:
         for b in range(nb):
             matvec_cols(out[b, o_off + npan * PANEL:o_off + cols], x[b, x_off:x_off + rows], w,
-                        p_off + npan * PANEL * rows, rows, rest, 0, rest)
+                        p_off + npan * PANEL * rows, rows, rest, np.int64(0), rest)
 
 
 @njit(**KERNEL)

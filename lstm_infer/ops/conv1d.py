@@ -229,7 +229,7 @@ def conv1d_gemm(x, out, w, C, L, M, K, stride, dil, pad, groups, L_out, p_off, b
         dst = xt[pad * C + c:]
         for l in range(L):
             dst[l * C] = xr[l]
-    t0 = 0
+    t0 = np.int64(0)  # not a literal 0: one specialisation of _gemm_tile
     while t0 < L_out:
         nb = min(tile, L_out - t0)
         Y = tmp[:nb * M].reshape((nb, M))

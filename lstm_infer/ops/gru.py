@@ -92,12 +92,12 @@ def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc, whh_p)
         if whh_p >= 0:
             matvec_packed(gh, h, w, whh_p, H, 3 * H)
         else:
-            mv(gh, h, w, whh_off, whh_s, H, 3 * H, 0, 3 * H, acc)
+            mv(gh, h, w, whh_off, whh_s, H, 3 * H, np.int64(0), 3 * H, acc)
     else:
         # r and z need h W_h{r,z}; n needs (r*h) W_hn, so compute the first 2H columns,
         # then r, then the last H columns from r*h. W_hh rows are (H, 3H).
         set_bias(gh, w, bhh_off, 3 * H)
-        mv(gh[0:2 * H], h, w, whh_off, whh_s, H, 3 * H, 0, 2 * H, acc)
+        mv(gh[0:2 * H], h, w, whh_off, whh_s, H, 3 * H, np.int64(0), 2 * H, acc)
         general = cfg[0] != 0
         for k in range(H):
             if general:
@@ -123,7 +123,7 @@ def step(prog, r, w, st, sc):
     cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
     acc = sc[prog[r, ACC]:prog[r, ACC] + 3 * H]
     set_bias(gx, w, prog[r, B_IH], 3 * H)
-    mv(gx, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 3 * H, 0, 3 * H, acc)
+    mv(gx, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 3 * H, np.int64(0), 3 * H, acc)
     gru_step(gx, gh, rh, h, H, w, prog[r, W_HH], prog[r, B_HH], prog[r, LBR], cfg,
              prog[r, W_HH_SCALE], acc, prog[r, W_HH_PACKED])
     out = sc[o0:o0 + H]
@@ -153,7 +153,7 @@ def step_streams(prog, r, w, mem, S):
     matmat_w_hh(mem, gh0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, 3 * H)
     for b in range(n):
         row = mem[b]
-        gru_pointwise(row[gx0:gx0 + 3 * H], row[gh0:gh0 + 3 * H], row[h0:h0 + H], H, 1, cfg)
+        gru_pointwise(row[gx0:gx0 + 3 * H], row[gh0:gh0 + 3 * H], row[h0:h0 + H], H, prog[r, LBR], cfg)
         for j in range(H):
             row[o0 + j] = row[h0 + j]
     return True
@@ -176,7 +176,7 @@ def gru_sequence(gx, w, whh_off, bhh_off, whh_p, hs, lbr, reverse, lengths, cfg,
             t = T - 1 - s if reverse else s
             for b in range(B):
                 set_bias(ghb[b], w, bhh_off, G)
-            matmat_w_hh(ghb, 0, hs, 0, w, whh_off, whh_p, H, G)
+            matmat_w_hh(ghb, np.int64(0), hs, np.int64(0), w, whh_off, whh_p, H, G)
             for b in range(B):
                 gru_pointwise(gx[t, b], ghb[b], hs[b], H, lbr, cfg)
             out[t] = hs
@@ -188,7 +188,7 @@ def gru_sequence(gx, w, whh_off, bhh_off, whh_p, hs, lbr, reverse, lengths, cfg,
             t = L - 1 - s if reverse else s
             for j in range(G):
                 g[j] = gx[t, b, j]
-            gru_step(g, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, -1, acc, whh_p)
+            gru_step(g, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, np.int64(-1), acc, whh_p)
             for j in range(H):
                 out[t, b, j] = h[j]
 
@@ -205,7 +205,7 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     out = np.zeros((T, B, H), np.float32)
     row = plan.prog[plan.node_rows[node.name]]
     gru_sequence(project(x, w["W_ih"], w.get("b_ih")), plan.arena, row[W_HH], row[B_HH],
-                 row[W_HH_PACKED], state["h"], bool(a.get("linear_before_reset", True)),
+                 row[W_HH_PACKED], state["h"], int(a.get("linear_before_reset", True)),
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out
 

@@ -48,7 +48,7 @@ def step(prog, r, w, st, sc):
     acc = sc[prog[r, ACC]:prog[r, ACC] + O]
     set_bias(out, w, prog[r, BIAS], O)
     if G == 1:
-        mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, 0, O, acc)
+        mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, np.int64(0), O, acc)
     else:  # group g: inputs [g*Ig, (g+1)*Ig) times columns [g*Og, (g+1)*Og) of W (Ig, O)
         Ig = I // G
         Og = O // G

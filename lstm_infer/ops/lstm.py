@@ -120,17 +120,17 @@ def step(prog, r, w, st, sc):
     peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
     acc = sc[prog[r, ACC]:prog[r, ACC] + 4 * H]
     set_bias(gates, w, prog[r, BIAS], 4 * H)
-    mv(gates, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 4 * H, 0, 4 * H, acc)
+    mv(gates, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, 4 * H, np.int64(0), 4 * H, acc)
     if prog[r, W_HH_PACKED] >= 0:
         matvec_packed(gates, h, w, prog[r, W_HH_PACKED], R, 4 * H)
     else:
-        mv(gates, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], R, 4 * H, 0, 4 * H, acc)
+        mv(gates, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], R, 4 * H, np.int64(0), 4 * H, acc)
     if P > 0:
         hf0 = prog[r, HFULL]
         hfull = sc[hf0:hf0 + H]
         lstm_pointwise(gates, c, hfull, H, cfg, peep)
-        set_bias(h, w, -1, P)
-        mv(h, hfull, w, prog[r, W_HR], prog[r, W_HR_SCALE], H, P, 0, P, acc)
+        set_bias(h, w, np.int64(-1), P)
+        mv(h, hfull, w, prog[r, W_HR], prog[r, W_HR_SCALE], H, P, np.int64(0), P, acc)
     else:
         lstm_pointwise(gates, c, h, H, cfg, peep)
     out = sc[o0:o0 + R]
@@ -170,7 +170,7 @@ def step_streams(prog, r, w, mem, S):
         row = mem[b]
         if P > 0:
             lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[hf0:hf0 + H], H, cfg, peep)
-            set_bias(row[h0:h0 + P], w, -1, P)
+            set_bias(row[h0:h0 + P], w, np.int64(-1), P)
         else:
             lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[h0:h0 + H], H, cfg, peep)
     if P > 0:
@@ -204,9 +204,9 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
             t = T - 1 - s if reverse else s
             gb[:, :] = gx[t]
             if WIDE_VECTORS and packed >= 0:
-                matmat_packed(gb, 0, hs, 0, arena, packed, R, G)
+                matmat_packed(gb, np.int64(0), hs, np.int64(0), arena, packed, R, G)
             else:
-                matmat_acc(gb, 0, hs, 0, whh, 0, R, G)
+                matmat_acc(gb, np.int64(0), hs, np.int64(0), whh, np.int64(0), R, G)
             for b in range(B):
                 if P > 0:
                     lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
@@ -214,7 +214,7 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
                     lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
             if P > 0:
                 hs[:, :] = 0.0
-                matmat_acc(hs, 0, hf, 0, whr, 0, H, P)
+                matmat_acc(hs, np.int64(0), hf, np.int64(0), whr, np.int64(0), H, P)
             out[t, :, :R] = hs
             if out.shape[2] > R:
                 out[t, :, R:] = cs
@@ -232,8 +232,8 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
             matvec_packed(gates, h, arena, packed, R, G)
             if P > 0:
                 lstm_pointwise(gates, c, hfull, H, cfg, peep)
-                set_bias(h, whr, -1, P)
-                matvec_acc(h, hfull, whr, 0, H, P)
+                set_bias(h, whr, np.int64(-1), P)
+                matvec_acc(h, hfull, whr, np.int64(0), H, P)
             else:
                 lstm_pointwise(gates, c, h, H, cfg, peep)
             for j in range(R):

@@ -72,11 +72,11 @@ def step(prog, r, w, st, sc):
     out = sc[o0:o0 + H]
     acc = sc[prog[r, ACC]:prog[r, ACC] + H]
     set_bias(out, w, prog[r, BIAS], H)
-    mv(out, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, H, 0, H, acc)
+    mv(out, sc[i0:i0 + I], w, prog[r, W_IH], prog[r, W_IH_SCALE], I, H, np.int64(0), H, acc)
     if prog[r, W_HH_PACKED] >= 0:
         matvec_packed(out, h, w, prog[r, W_HH_PACKED], H, H)
     else:
-        mv(out, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], H, H, 0, H, acc)
+        mv(out, h, w, prog[r, W_HH], prog[r, W_HH_SCALE], H, H, np.int64(0), H, acc)
     rnn_pointwise(out, h, out, H, cfg)
 
 
@@ -117,9 +117,9 @@ def rnn_sequence(gx, w_hh, hs, reverse, lengths, cfg, out, arena, packed):
             t = T - 1 - s if reverse else s
             ab[:, :] = gx[t]
             if WIDE_VECTORS and packed >= 0:
-                matmat_packed(ab, 0, hs, 0, arena, packed, H, H)
+                matmat_packed(ab, np.int64(0), hs, np.int64(0), arena, packed, H, H)
             else:
-                matmat_acc(ab, 0, hs, 0, whh, 0, H, H)
+                matmat_acc(ab, np.int64(0), hs, np.int64(0), whh, np.int64(0), H, H)
             for b in range(B):
                 rnn_pointwise(ab[b], hs[b], y, H, cfg)
             out[t] = hs
