@@ -321,3 +321,36 @@ def set_bias(out, w, b_off, n):
             out[j] = b[j]
 
 
+
+
+@njit(inline="always", **KERNEL)
+def panel_block_acc(acc, x, xb, xs, nb, w, wb, K):
+    """acc[b*PANEL + j] += sum_k x[xb + b*xs + k] * w[wb + k*PANEL + j], j < PANEL, for b < nb
+    (nb = 4, or 1 at a row's end): four input rows x one packed 64-column panel of sums kept
+    in registers over the K rows (16 zmm with AVX-512). Shared by the ConvLSTM's direct
+    convolution (ops/conv_lstm._conv_acc) and its Winograd products (kernels/winograd.py);
+    inlined, so each keeps its own compiled loop."""
+    if nb == 4:
+        x0 = x[xb:xb + K]
+        x1 = x[xb + xs:xb + xs + K]
+        x2 = x[xb + 2 * xs:xb + 2 * xs + K]
+        x3 = x[xb + 3 * xs:xb + 3 * xs + K]
+        for k in range(K):
+            wr = w[wb + k * PANEL:wb + (k + 1) * PANEL]
+            a0 = x0[k]
+            a1 = x1[k]
+            a2 = x2[k]
+            a3 = x3[k]
+            for j in range(PANEL):
+                v = wr[j]
+                acc[j] += a0 * v
+                acc[PANEL + j] += a1 * v
+                acc[2 * PANEL + j] += a2 * v
+                acc[3 * PANEL + j] += a3 * v
+    else:
+        x0 = x[xb:xb + K]
+        for k in range(K):
+            wr = w[wb + k * PANEL:wb + (k + 1) * PANEL]
+            a0 = x0[k]
+            for j in range(PANEL):
+                acc[j] += a0 * wr[j]

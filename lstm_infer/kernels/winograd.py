@@ -30,7 +30,7 @@ import numpy as np
 from numba import carray, njit
 
 from . import KERNEL
-from .linalg import _stack_f32
+from .linalg import _stack_f32, panel_block_acc
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
 BLOCK = 4       # tiles per register block
@@ -192,30 +192,7 @@ def products(V, K, Tx, w, u_off, P, Mp):
                 for i in range(ACC):
                     acc[i] = np.float32(0.0)
                 vb = (p * Tx + t) * K
-                if nb == BLOCK:
-                    v0 = V[vb:vb + K]
-                    v1 = V[vb + K:vb + 2 * K]
-                    v2 = V[vb + 2 * K:vb + 3 * K]
-                    v3 = V[vb + 3 * K:vb + 4 * K]
-                    for k in range(K):
-                        wr = w[ub + k * PANEL:ub + (k + 1) * PANEL]
-                        a0 = v0[k]
-                        a1 = v1[k]
-                        a2 = v2[k]
-                        a3 = v3[k]
-                        for j in range(PANEL):
-                            u = wr[j]
-                            acc[j] += a0 * u
-                            acc[PANEL + j] += a1 * u
-                            acc[2 * PANEL + j] += a2 * u
-                            acc[3 * PANEL + j] += a3 * u
-                else:
-                    v0 = V[vb:vb + K]
-                    for k in range(K):
-                        wr = w[ub + k * PANEL:ub + (k + 1) * PANEL]
-                        a0 = v0[k]
-                        for j in range(PANEL):
-                            acc[j] += a0 * wr[j]
+                panel_block_acc(acc, V, vb, K, nb, w, ub, K)
                 for b in range(nb):
                     o = ((t + b) * NPOS + p) * Mp + q * PANEL
                     pb = P[o:o + PANEL]

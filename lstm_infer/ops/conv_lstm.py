@@ -35,7 +35,7 @@ from numba import carray, njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import GATE_ACT_CODES, gate_act, tanh_fraction
-from ..kernels.linalg import _stack_f32
+from ..kernels.linalg import _stack_f32, panel_block_acc
 from ..kernels import winograd
 from .base import IN, OUT, OpDef, Signature, SpecError, boolean, integer, new_row, number, size
 
@@ -206,30 +206,7 @@ def _conv_acc(G, Mp, xp, Wp, C, w, p_off, kh, kw, sy, sx, dy, dx, Ho, Wo):
                     for kx in range(kw):
                         base = ((oy * sy + ky * dy) * Wp + ox * sx + kx * dx) * C
                         rbase = wq + (ky * kw + kx) * C * PANEL
-                        if nb == BLOCK:
-                            x0 = xp[base:base + C]
-                            x1 = xp[base + step_px:base + step_px + C]
-                            x2 = xp[base + 2 * step_px:base + 2 * step_px + C]
-                            x3 = xp[base + 3 * step_px:base + 3 * step_px + C]
-                            for c in range(C):
-                                wr = w[rbase + c * PANEL:rbase + (c + 1) * PANEL]
-                                a0 = x0[c]
-                                a1 = x1[c]
-                                a2 = x2[c]
-                                a3 = x3[c]
-                                for j in range(PANEL):
-                                    v = wr[j]
-                                    acc[j] += a0 * v
-                                    acc[PANEL + j] += a1 * v
-                                    acc[2 * PANEL + j] += a2 * v
-                                    acc[3 * PANEL + j] += a3 * v
-                        else:
-                            x0 = xp[base:base + C]
-                            for c in range(C):
-                                wr = w[rbase + c * PANEL:rbase + (c + 1) * PANEL]
-                                a0 = x0[c]
-                                for j in range(PANEL):
-                                    acc[j] += a0 * wr[j]
+                        panel_block_acc(acc, xp, base, step_px, nb, w, rbase, C)
                 for b in range(nb):
                     gb = G[g0 + b * Mp:g0 + b * Mp + PANEL]
                     for j in range(PANEL):
