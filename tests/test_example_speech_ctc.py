@@ -38,7 +38,10 @@ def test_example_streams_ctc_and_beats_baseline(tmp_path):
     assert m, r.stdout
     greedy, beam, base = (float(g) for g in m.groups())
     assert greedy >= WORD_ACC_BOUND and beam >= WORD_ACC_BOUND, r.stdout
-    assert 1 - greedy <= 0.5 * (1 - base), r.stdout          # at most half its word errors
+    # the baseline is a working one (measured 0.948 on this set), and greedy decoding makes
+    # at most half its word errors (measured: 0.007 against 0.052)
+    assert 0.8 <= base < greedy, r.stdout
+    assert 1 - greedy <= 0.5 * (1 - base), r.stdout
     assert re.search(r"median [0-9.]+ us, p99 [0-9.]+ us", r.stdout)
     rtf = re.search(r"features \+ step \+ greedy decode ([0-9.]+)", r.stdout)
     assert rtf and float(rtf.group(1)) < 1.0, r.stdout        # faster than real time
