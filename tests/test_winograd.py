@@ -5,8 +5,10 @@ and the benchmark's 64x64 frame. The step itself is checked end to end in
 tests/test_op_convlstm.py (every path, 1e-5 vs float64) and the torch/Keras tests."""
 import numpy as np
 import pytest
+from numba import njit
 
 from lstm_infer.kernels import winograd as wg
+from lstm_infer.kernels.conv_cell import gate_columns, permute_columns
 from lstm_infer.ops.conv_lstm import pad_pair
 
 
@@ -20,8 +22,21 @@ def conv64(xp, W):
     return out
 
 
+@njit
+def _gates_of_row(P, Mp, Tx, bias, G):
+    """G (4, 4Tx, Mp) = the gates of one tile row, as output_cell hands them to the cell."""
+    tmp = np.empty(16 * wg.PANEL, np.float32)
+    for t in range(Tx):
+        for q in range(Mp // wg.PANEL):
+            wg.output_tile(P, Mp, t, q, bias, tmp)
+            for r in range(4):
+                for x in range(4):
+                    G[r, 4 * t + x, q * wg.PANEL:(q + 1) * wg.PANEL] = tmp[(r * 4 + x) * wg.PANEL:(r * 4 + x + 1) * wg.PANEL]
+
+
 def winograd_gates(x, h, Wx, Wh, bias, pads):
-    """The gates (Ho, Wo, 4F) as ops/conv_lstm.py's _step_winograd computes them."""
+    """The gates (Ho, Wo, 4F) as ops/conv_lstm.py's _step_winograd computes them (columns
+    back in Keras order from the kernels' panel order, conv_cell.gate_columns)."""
     H, W, C = x.shape
     Ho, Wo, F = h.shape
     M = 4 * F
@@ -34,16 +49,18 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
     U = wg.transform_weights(Wx, Wh).ravel()
     V = np.empty(36 * Tx * K, np.float32)
     P = np.empty(36 * Tx * Mp, np.float32)
-    G = np.empty(16 * Tx * Mp, np.float32)
-    b = np.zeros(Mp, np.float32)
-    b[:M] = bias
+    G = np.empty((4, 4 * Tx, Mp), np.float32)
+    b = permute_columns(bias.astype(np.float32), F)
     rows = []
     for ty in range(Ty):
         wg.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
         wg.products(V, K, Tx, U, 0, P, Mp)
-        wg.output_transform(P, Mp, Tx, b, G)
-        rows.append(G.reshape(4, 4 * Tx, Mp).copy())
-    return np.concatenate(rows)[:Ho, :Wo, :M]
+        _gates_of_row(P, Mp, Tx, b, G)
+        rows.append(G.copy())
+    cols = gate_columns(F)
+    out = np.empty((4 * Ty, 4 * Tx, M), np.float32)
+    out[..., cols[cols >= 0]] = np.concatenate(rows)[..., cols >= 0]
+    return out[:Ho, :Wo]
 
 
 CASES = [  # H, W, C, F, pads (top, left, bottom, right)

@@ -19,10 +19,15 @@ of 64 gates) and each U[position] (K x 64, 4.3 KB) stays in L1 while all tiles o
 use it. Gate columns are padded to Mp = 64-column panels as in the direct kernel.
 
 Where a step's time goes (64x64x1 frame, 16 filters, thread time per frame on the shared
-AMD EPYC, each part timed alone): [x | h] padding 28 us, input transform 60, products 253
-(10.0M multiply-adds, 40 GMAC/s: about 2/3 of the FMA peak, as only K = 17 rows share
-each register block's setup and stores), output transform 76, cell update 183 (the
-fraction form of ops/conv_lstm.py, two divisions per value); 650 us in all (1119 direct).
+AMD EPYC with AVX-512, each part timed alone, /tmp-free recipe: time pad_pair,
+input_transform, products and output_cell over the 16 tile rows): [x | h] padding 28 us,
+input transform 60, products 245 (10.0M multiply-adds, 41 GMAC/s: about 70% of the FMA
+peak, as only K = 17 rows share each register block's setup and stores), output
+transform fused with the cell 179 (was 76 + 183 apart: the gates no longer go to memory,
+the cell loop is exactly 16 lanes, gates come halved, and tanh is the shorter 9/6 fraction
+of kernels/conv_cell.py); ~560 in all (650 before the fusion, 1119 direct). The cell's
+~75 vector operations per 16 values (5 clamped rational functions, 2 divisions) are now
+its floor: it is compute-bound, not memory-bound.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import numpy as np
 from numba import carray, njit
 
 from . import KERNEL
+from .conv_cell import FB, cell_block, permute_columns
 from .linalg import _stack_f32, panel_block_acc
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
@@ -64,23 +70,24 @@ def tiles(Ho: int, Wo: int) -> tuple[int, int]:
 
 
 def scratch_size(Ho: int, Wo: int, C: int, F: int, Mp: int) -> int:
-    """Floats of scratch the path needs (laid out by `parts`)."""
+    """Floats of scratch the path needs: the padded [x | h] frame, one tile row's
+    transformed inputs and products, the bias in panel order."""
     Ty, Tx = tiles(Ho, Wo)
     frame = (TILE * Ty + 2) * (TILE * Tx + 2)
-    return frame * (C + F) + NPOS * Tx * (C + F) + NPOS * Tx * Mp + TILE * TILE * Tx * Mp + Mp
+    return frame * (C + F) + NPOS * Tx * (C + F) + NPOS * Tx * Mp + Mp
 
 
-def transform_weights(W_x: np.ndarray, W_h: np.ndarray) -> np.ndarray:
-    """W_x (3, 3, C, M), W_h (3, 3, F, M) -> U (panels, 36, C+F, PANEL) float32, U[q, 6a+b]
+def transform_weights(W_x: np.ndarray, W_h: np.ndarray, halve: bool = False) -> np.ndarray:
+    """W_x (3, 3, C, 4F), W_h (3, 3, F, 4F) -> U (panels, 36, C+F, PANEL) float32, U[q, 6a+b]
     = (G g G^T)[a, b] over the channels [x | h], computed in float64 and rounded once;
-    columns past M are zeros. The kernel reads one (K, PANEL) block per position."""
+    columns in conv_cell.gate_columns order (panel q: 4 gates x 16 filters), zeros past F,
+    gates i, f, o halved with `halve` (conv_cell.permute_columns).
+    The kernel reads one (K, PANEL) block per position."""
     W = np.concatenate([np.asarray(W_x, np.float64), np.asarray(W_h, np.float64)], axis=2)
-    K, M = W.shape[2], W.shape[3]
-    U = np.einsum("ay,yxkm,bx->abkm", _G, W, _G).reshape(NPOS, K, M)
-    npan = -(-M // PANEL)
-    full = np.zeros((NPOS, K, npan * PANEL))
-    full[:, :, :M] = U
-    packed = full.reshape(NPOS, K, npan, PANEL).transpose(2, 0, 1, 3)
+    K, F = W.shape[2], W.shape[3] // 4
+    U = np.einsum("ay,yxkm,bx->abkm", _G, W, _G).reshape(NPOS, K, 4 * F)
+    full = permute_columns(U, F, halve)
+    packed = full.reshape(NPOS, K, full.shape[-1] // PANEL, PANEL).transpose(2, 0, 1, 3)
     return np.ascontiguousarray(packed, np.float32)
 
 
@@ -201,52 +208,53 @@ def products(V, K, Tx, w, u_off, P, Mp):
                 t += nb
 
 
-@njit(**KERNEL)
-def output_transform(P, Mp, Tx, bias, G):
-    """G[(r*4Tx + 4t + x)*Mp + j] = (A^T m A)[r, x] + bias[j] for each tile t of the row,
-    m the 36 products P[(t*36 + p)*Mp + j] of gate column j: the gates of 4 output rows x
-    4Tx columns (columns and rows past the frame are computed and not read). One panel of
-    columns is computed into a stack array, then copied: stores straight into G made LLVM
-    give up vectorising (too many run-time alias checks; 1589 -> 75 us per 64x64 frame
-    with _views6, the tile-major products and the copy below; 259 us storing into 16
-    views of G instead)."""
-    tmp = carray(_stack_f32(OUT_TMP), OUT_TMP)
+@njit(inline="always", **KERNEL)
+def output_tile(P, Mp, t, q, bias, tmp):
+    """tmp[(r*4 + x)*PANEL + j] = (A^T m A)[r, x] + bias[q*PANEL + j] for tile t, panel q,
+    m the 36 products P[(t*36 + p)*Mp + q*PANEL + j]: one pixel's 64 gate columns (4 gates
+    x 16 filters, kernels/conv_cell.py) every PANEL floats. The sums go to a stack array:
+    stores straight into a gate frame made LLVM give up vectorising (too many run-time
+    alias checks; 1589 -> 75 us per 64x64 frame with _views6 and the tile-major products)."""
     ps = Mp  # tile-major: with positions Tx*Mp apart (4 KB on 64x64) the 36 load streams
     # shared L1 sets (170-300 -> 122 us per frame)
-    gw = TILE * Tx * Mp
+    b0 = t * NPOS * Mp + q * PANEL
+    bq = bias[q * PANEL:(q + 1) * PANEL]
+    m0 = _views6(P, b0, ps, PANEL)          # positions (0, 0..5)
+    m1 = _views6(P, b0 + 6 * ps, ps, PANEL)
+    m2 = _views6(P, b0 + 12 * ps, ps, PANEL)
+    m3 = _views6(P, b0 + 18 * ps, ps, PANEL)
+    m4 = _views6(P, b0 + 24 * ps, ps, PANEL)
+    m5 = _views6(P, b0 + 30 * ps, ps, PANEL)
+    for j in range(PANEL):
+        a0 = _at(_at_j(m0, j))
+        a1 = _at(_at_j(m1, j))
+        a2 = _at(_at_j(m2, j))
+        a3 = _at(_at_j(m3, j))
+        a4 = _at(_at_j(m4, j))
+        a5 = _at(_at_j(m5, j))
+        bj = bq[j]
+        y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
+        y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
+        y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
+        y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
+        _st4(tmp, j, 4 * PANEL, y0, bj)
+        _st4(tmp, j + PANEL, 4 * PANEL, y1, bj)
+        _st4(tmp, j + 2 * PANEL, 4 * PANEL, y2, bj)
+        _st4(tmp, j + 3 * PANEL, 4 * PANEL, y3, bj)
+
+
+@njit(**KERNEL)
+def output_cell(P, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg):
+    """The gates of tile row ty (output_tile) and at once the cell on them, per tile and
+    16-filter panel, while the 16 pixels x 64 gates are in L1: the gates never go to
+    memory (a gate frame written and read back cost ~25 us per 64x64 frame)."""
+    tmp = carray(_stack_f32(OUT_TMP), OUT_TMP)
     for t in range(Tx):
         for q in range(Mp // PANEL):
-            b0 = t * NPOS * Mp + q * PANEL
-            bq = bias[q * PANEL:(q + 1) * PANEL]
-            # n = PANEL, but a run-time count: a constant one was unrolled into 64 scalar
-            # moves per copy (not vectorised); measured 123 -> 75 us per 64x64 frame
-            n = min(PANEL, Mp - q * PANEL)
-            m0 = _views6(P, b0, ps, PANEL)          # positions (0, 0..5)
-            m1 = _views6(P, b0 + 6 * ps, ps, PANEL)
-            m2 = _views6(P, b0 + 12 * ps, ps, PANEL)
-            m3 = _views6(P, b0 + 18 * ps, ps, PANEL)
-            m4 = _views6(P, b0 + 24 * ps, ps, PANEL)
-            m5 = _views6(P, b0 + 30 * ps, ps, PANEL)
-            for j in range(PANEL):
-                a0 = _at(_at_j(m0, j))
-                a1 = _at(_at_j(m1, j))
-                a2 = _at(_at_j(m2, j))
-                a3 = _at(_at_j(m3, j))
-                a4 = _at(_at_j(m4, j))
-                a5 = _at(_at_j(m5, j))
-                bj = bq[j]
-                y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
-                y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
-                y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
-                y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
-                _st4(tmp, j, 4 * PANEL, y0, bj)
-                _st4(tmp, j + PANEL, 4 * PANEL, y1, bj)
-                _st4(tmp, j + 2 * PANEL, 4 * PANEL, y2, bj)
-                _st4(tmp, j + 3 * PANEL, 4 * PANEL, y3, bj)
-            for r in range(TILE):
-                for x in range(TILE):
-                    o = r * gw + (TILE * t + x) * Mp + q * PANEL
-                    g = G[o:o + PANEL]
-                    tr = tmp[(r * TILE + x) * PANEL:(r * TILE + x + 1) * PANEL]
-                    for j in range(n):
-                        g[j] = tr[j]
+            output_tile(P, Mp, t, q, bias, tmp)
+            nf = min(FB, F - q * FB)
+            for r in range(min(TILE, Ho - TILE * ty)):
+                row = (TILE * ty + r) * Wo
+                for x in range(min(TILE, Wo - TILE * t)):
+                    so = (row + TILE * t + x) * F + q * FB
+                    cell_block(tmp, (r * TILE + x) * PANEL, c, h, so, nf, cfg)

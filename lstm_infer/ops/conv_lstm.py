@@ -16,17 +16,18 @@ Conv2d weight (4F, C+F, kh, kw) over cat([x, h]) is split at C and transposed (2
 Kernel (measured on a 64x64x1 frame, 16 filters, 3x3: see benchmarks/convlstm.py): each
 convolution reads a zero-padded channels-last copy of its input (no bounds checks) and
 multiplies it by a packed copy of its weight, 64 output columns per panel (kh*kw*C rows
-of 64, zero-padded past 4F); four output pixels x 64 columns of sums stay in registers
-(16 zmm) over all kh*kw*C rows, so each weight row is loaded once per four pixels and
-the gates are loaded and stored once per convolution. The cell update computes each
-sigmoid/tanh as a fraction and divides once for c and once for h (5 -> 2 divisions).
+of 64); four output pixels x 64 columns of sums stay in registers (16 zmm) over all
+kh*kw*C rows, so each weight row is loaded once per four pixels. A panel's 64 columns are
+the 4 gates of 16 filters (kernels/conv_cell.py gate_columns; the bias likewise), so the
+cell runs on one pixel's panel with a loop of exactly 16 lanes; with the default
+activations gates i, f, o come halved from the weights (sigmoid(z) = (1 + tanh(z/2))/2).
 The recurrent convolution runs at about the core's FMA peak (75.5 MFLOP in ~780 us on
-the benchmark's frame), so going further needs fewer multiplications, not a better loop:
-a fused conv + cell kernel measured within noise of this one. So 3x3 kernels with stride
-1 and no dilation (any pads: both convolutions are then 'valid' ones of (Ho+2, Wo+2)
-frames) take Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py, _step_winograd):
-4x fewer multiplications, 1094 -> 650 us of thread time per benchmark frame; the row's
-WH_PACKED is -1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
+the benchmark's frame), so going further needs fewer multiplications, not a better loop.
+So 3x3 kernels with stride 1 and no dilation (any pads: both convolutions are then
+'valid' ones of (Ho+2, Wo+2) frames) take Winograd F(4x4, 3x3) over [x | h]
+(kernels/winograd.py, _step_winograd), with the cell fused into the output transform:
+1094 -> 650 -> ~560 us of thread time per benchmark frame; the row's WH_PACKED is -1 and
+WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ import numpy as np
 from numba import carray, njit
 
 from ..kernels import KERNEL
-from ..kernels.activations import GATE_ACT_CODES, gate_act, tanh_fraction
+from ..kernels.activations import GATE_ACT_CODES
+from ..kernels.conv_cell import CFG_SIZE, FB, cell_block, permute_columns
 from ..kernels.linalg import _stack_f32, panel_block_acc
 from ..kernels import winograd
 from .base import IN, OUT, OpDef, Signature, SpecError, boolean, integer, new_row, number, size
@@ -49,7 +51,6 @@ BLOCK = 4    # output pixels per register block (16 zmm of sums)
 ACC = BLOCK * PANEL  # a literal for the stack array (alloca_once needs a constant size)
 _ALIGN = 16
 DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "tanh")  # f (gates), g (cell input), h (output)
-CFG_SIZE = 10  # [mode, then (code, alpha, beta) for f, g, h]; mode 0: the defaults
 
 
 def _pair(a: dict, key: str, default: int, lo: int = 1) -> tuple[int, int]:
@@ -114,15 +115,22 @@ def spec(a: dict) -> Signature:
                      state={"h": (n, "h0"), "c": (n, "c0")})
 
 
-def pack_panels(W: np.ndarray) -> np.ndarray:
-    """W (kh, kw, Cin, M) -> (panels, kh*kw*Cin, PANEL): rows in (ky, kx, channel) order, each
-    panel PANEL consecutive output columns, zero-padded past M (what _conv_acc reads)."""
+def pack_panels(W: np.ndarray, halve: bool = False) -> np.ndarray:
+    """W (kh, kw, Cin, 4F) -> (panels, kh*kw*Cin, PANEL): rows in (ky, kx, channel) order,
+    columns in conv_cell.gate_columns order (panel q: gates i, f, c, o of filters 16q..16q+15,
+    zeros past F), what _conv_acc reads and the cell expects; gates i, f, o halved with
+    `halve` (the default activations, conv_cell.permute_columns)."""
     W = np.asarray(W, np.float32)
-    K, M = W.shape[0] * W.shape[1] * W.shape[2], W.shape[3]
-    npan = -(-M // PANEL)
-    full = np.zeros((K, npan * PANEL), np.float32)
-    full[:, :M] = W.reshape(K, M)
-    return np.ascontiguousarray(full.reshape(K, npan, PANEL).transpose(1, 0, 2))
+    K, F = W.shape[0] * W.shape[1] * W.shape[2], W.shape[3] // 4
+    full = permute_columns(W.reshape(K, 4 * F), F, halve)
+    return np.ascontiguousarray(full.reshape(K, -1, PANEL).transpose(1, 0, 2))
+
+
+def bias_panels(node, halve: bool) -> np.ndarray:
+    """The bias (4F) in gate_columns order, padded to Mp (zeros when the node has none)."""
+    F = integer(node.attrs, "filters")
+    b = node.weights.get("bias")
+    return permute_columns(np.zeros(4 * F, np.float32) if b is None else np.asarray(b, np.float32), F, halve)
 
 
 def _config(a: dict) -> list[float]:
@@ -137,20 +145,22 @@ def _config(a: dict) -> list[float]:
 def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     a = node.attrs
     g = geometry(a)
+    cfg = _config(a)
+    halve = cfg[0] == 0  # default activations: the kernels get gates i, f, o halved
     if g["winograd"]:  # W_x is folded into W_h's derived copy (one U per node)
-        w_x = em.derived(node, "W_h", "convlstm.winograd",
-                         lambda W_h: winograd.transform_weights(node.weights["W_x"], W_h))
+        w_x = em.derived(node, "W_h", f"convlstm.winograd.{halve}",
+                         lambda W_h: winograd.transform_weights(node.weights["W_x"], W_h, halve))
         w_h = -1
     else:
-        w_x = em.derived(node, "W_x", "convlstm.panels", pack_panels)
-        w_h = em.derived(node, "W_h", "convlstm.panels", pack_panels)
+        w_x = em.derived(node, "W_x", f"convlstm.panels.{halve}", lambda W: pack_panels(W, halve))
+        w_h = em.derived(node, "W_h", f"convlstm.panels.{halve}", lambda W: pack_panels(W, halve))
     em.add_row(new_row(OPCODE, {
         IN: ins[0], OUT: out, IN_H: g["H"], IN_W: g["W"], IN_C: g["C"], FILTERS: g["F"],
         OUT_H: g["Ho"], OUT_W: g["Wo"], KH: g["kh"], KW: g["kw"], SH: g["sh"], SW: g["sw"],
         DH: g["dh"], DW: g["dw"], PAD_T: g["pt"], PAD_L: g["pl"],
         WX_PACKED: w_x, WH_PACKED: w_h,
-        BIAS: em.weight(node, "bias"), STATE_H: state["h"], STATE_C: state["c"],
-        CFG: em.const(*_config(a)),
+        BIAS: em.const(*bias_panels(node, halve)), STATE_H: state["h"], STATE_C: state["c"],
+        CFG: em.const(*cfg),
         SCRATCH: em.alloc(g["scratch"])}))
 
 
@@ -216,38 +226,10 @@ def _conv_acc(G, Mp, xp, Wp, C, w, p_off, kh, kw, sy, sx, dy, dx, Ho, Wo):
 
 @njit(**KERNEL)
 def _pointwise(G, Mp, F, P, c, h, cfg):
-    """The LSTM cell per pixel on the gates G (P, Mp), Keras order i, f, c, o."""
-    general = cfg[0] != 0
-    fk, fa, fb = int(cfg[1]), cfg[2], cfg[3]
-    gk, ga, gb = int(cfg[4]), cfg[5], cfg[6]
-    hk, ha, hb = int(cfg[7]), cfg[8], cfg[9]
-    half, two = np.float32(0.5), np.float32(2.0)
+    """The LSTM cell per pixel and 16-filter panel on the gates G (P, Mp) (conv_cell)."""
     for p in range(P):
-        g = G[p * Mp:p * Mp + 4 * F]
-        cp = c[p * F:(p + 1) * F]
-        hp = h[p * F:(p + 1) * F]
-        zi = g[0:F]
-        zf = g[F:2 * F]
-        zc = g[2 * F:3 * F]
-        zo = g[3 * F:4 * F]
-        if general:
-            for j in range(F):
-                cj = gate_act(zf[j], fk, fa, fb) * cp[j] + gate_act(zi[j], fk, fa, fb) * gate_act(zc[j], gk, ga, gb)
-                cp[j] = cj
-                hp[j] = gate_act(zo[j], fk, fa, fb) * gate_act(cj, hk, ha, hb)
-        else:
-            # sigmoid(z) = (d + n) / 2d and tanh = n / d with (n, d) = tanh_fraction: c and h
-            # each take one division instead of 3 + 2 (64x64, 16 filters: 206 -> 134 us per
-            # step of thread CPU time; max abs error vs float64 5.9e-7 on c, 2.9e-7 on h).
-            for j in range(F):
-                ni, di = tanh_fraction(half * zi[j])
-                nf, df = tanh_fraction(half * zf[j])
-                ng, dg = tanh_fraction(zc[j])
-                no, do = tanh_fraction(half * zo[j])
-                cj = (((nf + df) * di * dg) * cp[j] + (ni + di) * ng * df) / (two * df * di * dg)
-                cp[j] = cj
-                nc, dc = tanh_fraction(cj)
-                hp[j] = (no + do) * nc / (two * do * dc)
+        for q in range(Mp // PANEL):
+            cell_block(G, p * Mp + q * PANEL, c, h, p * F + q * FB, min(FB, F - q * FB), cfg)
 
 
 @njit(**KERNEL)
@@ -267,18 +249,11 @@ def _step_direct(prog, r, w, sc, h, c, cfg):
     G = sc[s0:s0 + P * Mp]
     xp = sc[x0:x0 + Hp * Wp * C]
     hq = sc[q0:q0 + Hq * Wq * F]
-    b_off = prog[r, BIAS]
+    bias = w[prog[r, BIAS]:prog[r, BIAS] + Mp]
     for p in range(P):
         gp = G[p * Mp:(p + 1) * Mp]
-        if b_off >= 0:
-            bias = w[b_off:b_off + M]
-            for j in range(M):
-                gp[j] = bias[j]
-        else:
-            for j in range(M):
-                gp[j] = np.float32(0.0)
-        for j in range(M, Mp):
-            gp[j] = np.float32(0.0)
+        for j in range(Mp):
+            gp[j] = bias[j]
     i0 = prog[r, IN]
     pad_copy(sc[i0:i0 + H * W * C], H, W, C, xp, Hp, Wp, prog[r, PAD_T], prog[r, PAD_L])
     pad_copy(h, Ho, Wo, F, hq, Hq, Wq, (kh - 1) // 2, (kw - 1) // 2)
@@ -318,8 +293,8 @@ def pad_pair(x, H, W, C, pt, pl, h, Ho, Wo, F, dst, Hw, Ww):
 @njit(**KERNEL)
 def _step_winograd(prog, r, w, sc, h, c, cfg):
     """Both 3x3 convolutions as one Winograd F(4x4, 3x3) over [x | h] (kernels/winograd.py),
-    a row of 4x4 tiles at a time; the cell runs on each row's gates while they are in cache.
-    h is read from its padded copy, so the cell may overwrite it row by row."""
+    a row of 4x4 tiles at a time, the cell fused into the output transform. h is read from
+    its padded copy, so the cell may overwrite it row by row."""
     H, W, C, F = prog[r, IN_H], prog[r, IN_W], prog[r, IN_C], prog[r, FILTERS]
     Ho, Wo = prog[r, OUT_H], prog[r, OUT_W]
     M = 4 * F
@@ -330,27 +305,17 @@ def _step_winograd(prog, r, w, sc, h, c, cfg):
     x0 = prog[r, SCRATCH]
     v0 = x0 + _aligned(Hw * Ww * K)
     p0 = v0 + _aligned(36 * Tx * K)
-    g0 = p0 + _aligned(36 * Tx * Mp)
-    b0 = g0 + _aligned(16 * Tx * Mp)
     xh = sc[x0:x0 + Hw * Ww * K]
     V = sc[v0:v0 + 36 * Tx * K]
     Pr = sc[p0:p0 + 36 * Tx * Mp]
-    G = sc[g0:g0 + 16 * Tx * Mp]
-    bias = sc[b0:b0 + Mp]
-    b_off = prog[r, BIAS]
-    for j in range(Mp):
-        bias[j] = w[b_off + j] if b_off >= 0 and j < M else np.float32(0.0)
+    bias = w[prog[r, BIAS]:prog[r, BIAS] + Mp]
     i0 = prog[r, IN]
     pad_pair(sc[i0:i0 + H * W * C], H, W, C, prog[r, PAD_T], prog[r, PAD_L], h, Ho, Wo, F,
              xh, Hw, Ww)
-    gw = 4 * Tx * Mp
     for ty in range(Ty):
         winograd.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
         winograd.products(V, K, Tx, w, prog[r, WINO_U], Pr, Mp)
-        winograd.output_transform(Pr, Mp, Tx, bias, G)
-        for rr in range(min(4, Ho - 4 * ty)):
-            p = (4 * ty + rr) * Wo * F
-            _pointwise(G[rr * gw:(rr + 1) * gw], Mp, F, Wo, c[p:p + Wo * F], h[p:p + Wo * F], cfg)
+        winograd.output_cell(Pr, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg)
 
 
 @njit(**KERNEL)
