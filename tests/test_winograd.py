@@ -47,14 +47,14 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
     xh = np.empty(Hw * Ww * K, np.float32)
     pad_pair(x.ravel(), H, W, C, pads[0], pads[1], h.ravel(), Ho, Wo, F, xh, Hw, Ww)
     U = wg.transform_weights(Wx, Wh).ravel()
-    V = np.empty(36 * Tx * K, np.float32)
+    V = np.zeros(36 * Tx * wg.padded_channels(K), np.float32)
     P = np.empty(36 * Tx * Mp, np.float32)
     G = np.empty((4, 4 * Tx, Mp), np.float32)
     b = permute_columns(bias.astype(np.float32), F)
     rows = []
     for ty in range(Ty):
-        wg.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
-        wg.products(V, K, Tx, U, 0, P, Mp)
+        wg.input_transform(xh, Ww, K, ty, Tx, V, wg.padded_channels(K), 0)
+        wg.products(V, K, wg.padded_channels(K), Tx, U, 0, P, Mp)
         _gates_of_row(P, Mp, Tx, b, G)
         rows.append(G.copy())
     cols = gate_columns(F)

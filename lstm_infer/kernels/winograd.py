@@ -69,12 +69,17 @@ def tiles(Ho: int, Wo: int) -> tuple[int, int]:
     return -(-Ho // TILE), -(-Wo // TILE)
 
 
+def padded_channels(K: int) -> int:
+    """V's channel stride: K rounded up to whole input-transform chunks."""
+    return -(-K // CHUNK) * CHUNK
+
+
 def scratch_size(Ho: int, Wo: int, C: int, F: int, Mp: int) -> int:
     """Floats of scratch the path needs: the padded [x | h] frame, one tile row's
     transformed inputs and products, the bias in panel order."""
     Ty, Tx = tiles(Ho, Wo)
     frame = (TILE * Ty + 2) * (TILE * Tx + 2)
-    return frame * (C + F) + NPOS * Tx * (C + F) + NPOS * Tx * Mp + Mp
+    return frame * (C + F) + NPOS * Tx * padded_channels(C + F) + NPOS * Tx * Mp + Mp
 
 
 def transform_weights(W_x: np.ndarray, W_h: np.ndarray, halve: bool = False) -> np.ndarray:
@@ -144,15 +149,17 @@ def _at(m):
 
 
 @njit(**KERNEL)
-def input_transform(src, Ww, Cs, ty, Tx, V, K, koff):
-    """V[(p*Tx + t)*K + koff + c] = (B^T d B)[p] for each tile t of tile row ty, d the 6x6
+def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
+    """V[(t*36 + p)*Kc + koff + c] = (B^T d B)[p] for each tile t of tile row ty, d the 6x6
     patch of channel c of src (rows, Ww, Cs) at (4ty, 4t). The channel loop is innermost
     (contiguous loads, one vector for 16 channels) and writes a stack array: with 36 output
     streams into V, LLVM would not vectorise (too many run-time alias checks); with the
-    stack array and _views6, 162 -> 55 us of thread time per 64x64x16 frame."""
+    stack array and _views6, 162 -> 55 us of thread time per 64x64x16 frame. V is tile-major
+    with positions Kc = channels rounded up to CHUNK apart (padded_channels), so with one
+    chunk (K <= 32) a tile's 36 x 32 numbers go to V in one long vectorised copy instead of
+    36 copies of K = 17 that ran as scalar loops."""
     tmp = carray(_stack_f32(IN_TMP), IN_TMP)
     rs = Ww * Cs
-    ps = Tx * K
     for t in range(Tx):
         for c0 in range(0, Cs, CHUNK):
             n = min(CHUNK, Cs - c0)
@@ -176,17 +183,22 @@ def input_transform(src, Ww, Cs, ty, Tx, V, K, koff):
                 _st6(tmp, c + 3 * CHUNK, 6 * CHUNK, _bt((r0[3], r1[3], r2[3], r3[3], r4[3], r5[3])))
                 _st6(tmp, c + 4 * CHUNK, 6 * CHUNK, _bt((r0[4], r1[4], r2[4], r3[4], r4[4], r5[4])))
                 _st6(tmp, c + 5 * CHUNK, 6 * CHUNK, _bt((r0[5], r1[5], r2[5], r3[5], r4[5], r5[5])))
-            o = t * K + koff + c0
-            for p in range(NPOS):
-                vp = V[o + p * ps:o + p * ps + n]
-                tp = tmp[p * CHUNK:p * CHUNK + n]
-                for c in range(n):
-                    vp[c] = tp[c]
+            o = t * NPOS * Kc + koff + c0
+            if Kc == CHUNK:  # one chunk: the tile's 36 x CHUNK block of V is contiguous
+                vt = V[o:o + NPOS * CHUNK]
+                for i in range(NPOS * CHUNK):
+                    vt[i] = tmp[i]
+            else:
+                for p in range(NPOS):
+                    vp = V[o + p * Kc:o + p * Kc + n]
+                    tp = tmp[p * CHUNK:p * CHUNK + n]
+                    for c in range(n):
+                        vp[c] = tp[c]
 
 
 @njit(**KERNEL)
-def products(V, K, Tx, w, u_off, P, Mp):
-    """P[(t*36 + p)*Mp + j] = sum_k V[(p*Tx + t)*K + k] * U[q, p, k, j - q*PANEL] for the 36
+def products(V, K, Kc, Tx, w, u_off, P, Mp):
+    """P[(t*36 + p)*Mp + j] = sum_k V[(t*36 + p)*Kc + k] * U[q, p, k, j - q*PANEL] for the 36
     positions p, U at w[u_off:] (transform_weights). Four tiles x one panel of sums stay in
     registers over the K rows, as in the direct kernel's _conv_acc."""
     acc = carray(_stack_f32(ACC), ACC)
@@ -198,8 +210,8 @@ def products(V, K, Tx, w, u_off, P, Mp):
                 nb = BLOCK if Tx - t >= BLOCK else 1
                 for i in range(ACC):
                     acc[i] = np.float32(0.0)
-                vb = (p * Tx + t) * K
-                panel_block_acc(acc, V, vb, K, nb, w, ub, K)
+                vb = (t * NPOS + p) * Kc
+                panel_block_acc(acc, V, vb, NPOS * Kc, nb, w, ub, K)
                 for b in range(nb):
                     o = ((t + b) * NPOS + p) * Mp + q * PANEL
                     pb = P[o:o + PANEL]

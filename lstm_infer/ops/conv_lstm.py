@@ -300,21 +300,22 @@ def _step_winograd(prog, r, w, sc, h, c, cfg):
     M = 4 * F
     Mp = M + (-M) % PANEL
     K = C + F
+    Kc = K + (-K) % winograd.CHUNK  # winograd.padded_channels
     Ty, Tx = (Ho + 3) // 4, (Wo + 3) // 4
     Hw, Ww = 4 * Ty + 2, 4 * Tx + 2
     x0 = prog[r, SCRATCH]
     v0 = x0 + _aligned(Hw * Ww * K)
-    p0 = v0 + _aligned(36 * Tx * K)
+    p0 = v0 + _aligned(36 * Tx * Kc)
     xh = sc[x0:x0 + Hw * Ww * K]
-    V = sc[v0:v0 + 36 * Tx * K]
+    V = sc[v0:v0 + 36 * Tx * Kc]
     Pr = sc[p0:p0 + 36 * Tx * Mp]
     bias = w[prog[r, BIAS]:prog[r, BIAS] + Mp]
     i0 = prog[r, IN]
     pad_pair(sc[i0:i0 + H * W * C], H, W, C, prog[r, PAD_T], prog[r, PAD_L], h, Ho, Wo, F,
              xh, Hw, Ww)
     for ty in range(Ty):
-        winograd.input_transform(xh, Ww, K, ty, Tx, V, K, 0)
-        winograd.products(V, K, Tx, w, prog[r, WINO_U], Pr, Mp)
+        winograd.input_transform(xh, Ww, K, ty, Tx, V, Kc, 0)
+        winograd.products(V, K, Kc, Tx, w, prog[r, WINO_U], Pr, Mp)
         winograd.output_cell(Pr, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg)
 
 
