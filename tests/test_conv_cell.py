@@ -40,7 +40,7 @@ def test_gate_columns_groups_four_gates_per_16_filters():
 @njit
 def _cells(g, c, h, F, cfg):
     for q in range(-(-F // cc.FB)):
-        cc.cell_block(g, q * cc.PANEL, c, h, q * cc.FB, min(cc.FB, F - q * cc.FB), cfg)
+        cc.cell_block(g, q * cc.PANEL, cc.FB, c, h, q * cc.FB, min(cc.FB, F - q * cc.FB), cfg)
 
 
 def _reference(z, c0):

@@ -91,6 +91,8 @@ GEOMETRIES = [
     dict(H=6, W=7, C=1, F=2, k=(3, 3)),                                    # 'valid'
     dict(H=9, W=9, C=2, F=3, k=(3, 3), stride=(2, 3)),                     # valid, strided
     dict(H=6, W=9, C=2, F=17, k=(3, 3), pads=(2, 0, 1, 1)),  # Winograd: odd pads, 2 panels
+    dict(H=7, W=10, C=1, F=16, k=(3, 3), pads=(1, 1, 1, 1)),  # Winograd, F = 16: whole tiles
+    # run 4 pixels per cell loop (conv_cell.cell64), the partial last tile column one by one
 ]
 
 

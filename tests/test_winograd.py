@@ -29,9 +29,11 @@ def _gates_of_row(P, Mp, Tx, bias, G):
     for t in range(Tx):
         for q in range(Mp // wg.PANEL):
             wg.output_tile(P, Mp, t, q, bias, tmp)
-            for r in range(4):
-                for x in range(4):
-                    G[r, 4 * t + x, q * wg.PANEL:(q + 1) * wg.PANEL] = tmp[(r * 4 + x) * wg.PANEL:(r * 4 + x + 1) * wg.PANEL]
+            for g in range(4):  # tmp is gate-major: tmp[g*256 + (r*4 + x)*16 + f]
+                for r in range(4):
+                    for x in range(4):
+                        o = g * 256 + (r * 4 + x) * 16
+                        G[r, 4 * t + x, q * wg.PANEL + g * 16:q * wg.PANEL + (g + 1) * 16] = tmp[o:o + 16]
 
 
 def winograd_gates(x, h, Wx, Wh, bias, pads):

@@ -35,7 +35,7 @@ import numpy as np
 from numba import carray, njit
 
 from . import KERNEL
-from .conv_cell import FB, cell_block, permute_columns
+from .conv_cell import FB, cell64, cell_block, permute_columns
 from .linalg import _stack_f32, panel_block_acc
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
@@ -222,37 +222,40 @@ def products(V, K, Kc, Tx, w, u_off, P, Mp):
 
 @njit(inline="always", **KERNEL)
 def output_tile(P, Mp, t, q, bias, tmp):
-    """tmp[(r*4 + x)*PANEL + j] = (A^T m A)[r, x] + bias[q*PANEL + j] for tile t, panel q,
-    m the 36 products P[(t*36 + p)*Mp + q*PANEL + j]: one pixel's 64 gate columns (4 gates
-    x 16 filters, kernels/conv_cell.py) every PANEL floats. The sums go to a stack array:
-    stores straight into a gate frame made LLVM give up vectorising (too many run-time
-    alias checks; 1589 -> 75 us per 64x64 frame with _views6 and the tile-major products)."""
+    """tmp[gate*256 + (r*4 + x)*16 + f] = (A^T m A)[r, x] + bias for tile t, panel q (4
+    gates x 16 filters, kernels/conv_cell.py), m the 36 products P[(t*36 + p)*Mp + q*PANEL
+    + 16*gate + f]: gate-major, so one gate of a tile row's 4 pixels is 64 contiguous floats
+    (conv_cell.cell64). The sums go to a stack array: stores straight into a gate frame
+    made LLVM give up vectorising (too many run-time alias checks; 1589 -> 75 us per 64x64
+    frame with _views6 and the tile-major products)."""
     ps = Mp  # tile-major: with positions Tx*Mp apart (4 KB on 64x64) the 36 load streams
     # shared L1 sets (170-300 -> 122 us per frame)
-    b0 = t * NPOS * Mp + q * PANEL
-    bq = bias[q * PANEL:(q + 1) * PANEL]
-    m0 = _views6(P, b0, ps, PANEL)          # positions (0, 0..5)
-    m1 = _views6(P, b0 + 6 * ps, ps, PANEL)
-    m2 = _views6(P, b0 + 12 * ps, ps, PANEL)
-    m3 = _views6(P, b0 + 18 * ps, ps, PANEL)
-    m4 = _views6(P, b0 + 24 * ps, ps, PANEL)
-    m5 = _views6(P, b0 + 30 * ps, ps, PANEL)
-    for j in range(PANEL):
-        a0 = _at(_at_j(m0, j))
-        a1 = _at(_at_j(m1, j))
-        a2 = _at(_at_j(m2, j))
-        a3 = _at(_at_j(m3, j))
-        a4 = _at(_at_j(m4, j))
-        a5 = _at(_at_j(m5, j))
-        bj = bq[j]
-        y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
-        y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
-        y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
-        y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
-        _st4(tmp, j, 4 * PANEL, y0, bj)
-        _st4(tmp, j + PANEL, 4 * PANEL, y1, bj)
-        _st4(tmp, j + 2 * PANEL, 4 * PANEL, y2, bj)
-        _st4(tmp, j + 3 * PANEL, 4 * PANEL, y3, bj)
+    for g in range(4):
+        b0 = t * NPOS * Mp + q * PANEL + g * FB
+        bq = bias[q * PANEL + g * FB:q * PANEL + (g + 1) * FB]
+        m0 = _views6(P, b0, ps, FB)          # positions (0, 0..5)
+        m1 = _views6(P, b0 + 6 * ps, ps, FB)
+        m2 = _views6(P, b0 + 12 * ps, ps, FB)
+        m3 = _views6(P, b0 + 18 * ps, ps, FB)
+        m4 = _views6(P, b0 + 24 * ps, ps, FB)
+        m5 = _views6(P, b0 + 30 * ps, ps, FB)
+        o = g * TILE * TILE * FB
+        for j in range(FB):
+            a0 = _at(_at_j(m0, j))
+            a1 = _at(_at_j(m1, j))
+            a2 = _at(_at_j(m2, j))
+            a3 = _at(_at_j(m3, j))
+            a4 = _at(_at_j(m4, j))
+            a5 = _at(_at_j(m5, j))
+            bj = bq[j]
+            y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
+            y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
+            y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
+            y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
+            _st4(tmp, o + j, TILE * FB, y0, bj)          # x = 0, rows r = 0..3
+            _st4(tmp, o + FB + j, TILE * FB, y1, bj)
+            _st4(tmp, o + 2 * FB + j, TILE * FB, y2, bj)
+            _st4(tmp, o + 3 * FB + j, TILE * FB, y3, bj)
 
 
 @njit(**KERNEL)
@@ -261,12 +264,19 @@ def output_cell(P, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg):
     16-filter panel, while the 16 pixels x 64 gates are in L1: the gates never go to
     memory (a gate frame written and read back cost ~25 us per 64x64 frame)."""
     tmp = carray(_stack_f32(OUT_TMP), OUT_TMP)
+    gs = TILE * TILE * FB  # gate stride in tmp
+    rows = min(TILE, Ho - TILE * ty)
     for t in range(Tx):
+        cols = min(TILE, Wo - TILE * t)
         for q in range(Mp // PANEL):
             output_tile(P, Mp, t, q, bias, tmp)
+            if F == FB and cfg[0] == 0 and cols == TILE:
+                for r in range(rows):
+                    cell64(tmp, r * TILE * FB, gs, c, h, ((TILE * ty + r) * Wo + TILE * t) * FB)
+                continue
             nf = min(FB, F - q * FB)
-            for r in range(min(TILE, Ho - TILE * ty)):
+            for r in range(rows):
                 row = (TILE * ty + r) * Wo
-                for x in range(min(TILE, Wo - TILE * t)):
+                for x in range(cols):
                     so = (row + TILE * t + x) * F + q * FB
-                    cell_block(tmp, (r * TILE + x) * PANEL, c, h, so, nf, cfg)
+                    cell_block(tmp, (r * TILE + x) * FB, gs, c, h, so, nf, cfg)

@@ -229,7 +229,7 @@ def _pointwise(G, Mp, F, P, c, h, cfg):
     """The LSTM cell per pixel and 16-filter panel on the gates G (P, Mp) (conv_cell)."""
     for p in range(P):
         for q in range(Mp // PANEL):
-            cell_block(G, p * Mp + q * PANEL, c, h, p * F + q * FB, min(FB, F - q * FB), cfg)
+            cell_block(G, p * Mp + q * PANEL, FB, c, h, p * F + q * FB, min(FB, F - q * FB), cfg)
 
 
 @njit(**KERNEL)
