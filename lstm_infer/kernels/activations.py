@@ -25,8 +25,9 @@ _TANH_CLAMP = np.float32(7.90531110763549805)
 def tanh_fraction(x):
     """fast_tanh(x) as (numerator, denominator): callers that combine several tanh/sigmoid
     values (the ConvLSTM cell) divide once for all of them."""
-    x = _TANH_CLAMP if x > _TANH_CLAMP else x  # written so that NaN passes through
-    x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
+    # min/max compile to vminps + vmaxps and let NaN through; the if-else form compiled
+    # to compares and blends (ConvLSTM cell on a 64x64x16 frame: 151 -> 135 us)
+    x = max(min(x, _TANH_CLAMP), -_TANH_CLAMP)
     x2 = x * x
     p = np.float32(-2.76076847742355e-16)
     p = p * x2 + np.float32(2.00018790482477e-13)

@@ -102,8 +102,7 @@ _Q = tuple(np.float32(v) for v in (1.0, 0.4604178423887351, 0.022836193763202037
 @njit(inline="always", **KERNEL)
 def tanh_fraction43(x):
     """tanh(x) as (numerator, denominator) of the 9/6 rational form above."""
-    x = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
-    x = -_CLAMP if x < -_CLAMP else x
+    x = max(min(x, _CLAMP), -_CLAMP)  # vminps + vmaxps, NaN passes (activations.py)
     x2 = x * x
     p = ((_P[4] * x2 + _P[3]) * x2 + _P[2]) * x2 + _P[1]
     p = p * x2 + _P[0]
