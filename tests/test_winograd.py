@@ -9,7 +9,7 @@ from numba import njit
 
 from lstm_infer.kernels import winograd as wg
 from lstm_infer.kernels.conv_cell import gate_columns, permute_columns
-from lstm_infer.ops.conv_lstm import pad_pair
+from lstm_infer.ops.conv_lstm import pad_copy
 
 
 def conv64(xp, W):
@@ -46,17 +46,21 @@ def winograd_gates(x, h, Wx, Wh, bias, pads):
     K = C + F
     Ty, Tx = wg.tiles(Ho, Wo)
     Hw, Ww = 4 * Ty + 2, 4 * Tx + 2
-    xh = np.empty(Hw * Ww * K, np.float32)
-    pad_pair(x.ravel(), H, W, C, pads[0], pads[1], h.ravel(), Ho, Wo, F, xh, Hw, Ww)
+    Kc = wg.padded_channels(K)
+    xp = np.empty(Hw * Ww * C, np.float32)
+    hp = np.empty(Hw * Ww * F, np.float32)
+    pad_copy(x.ravel(), H, W, C, xp, Hw, Ww, pads[0], pads[1])
+    pad_copy(h.ravel(), Ho, Wo, F, hp, Hw, Ww, 1, 1)
     U = wg.transform_weights(Wx, Wh).ravel()
-    V = np.zeros(36 * Tx * wg.padded_channels(K), np.float32)
+    V = np.zeros(36 * Tx * Kc, np.float32)
     P = np.empty(36 * Tx * Mp, np.float32)
     G = np.empty((4, 4 * Tx, Mp), np.float32)
     b = permute_columns(bias.astype(np.float32), F)
     rows = []
     for ty in range(Ty):
-        wg.input_transform(xh, Ww, K, ty, Tx, V, wg.padded_channels(K), 0)
-        wg.products(V, K, wg.padded_channels(K), Tx, U, 0, P, Mp)
+        wg.input_transform(hp, Ww, F, ty, Tx, V, Kc, 0)
+        wg.input_transform_x(xp, Ww, C, ty, Tx, V, Kc, F)
+        wg.products(V, K, Kc, Tx, U, 0, P, Mp)
         _gates_of_row(P, Mp, Tx, b, G)
         rows.append(G.copy())
     cols = gate_columns(F)

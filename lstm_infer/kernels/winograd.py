@@ -3,7 +3,7 @@
 Both of a ConvLSTM's convolutions, when 3x3 with stride 1 and no dilation, are 'valid'
 convolutions of zero-padded (Ho+2, Wo+2) frames: x padded by the node's pads, h by one
 pixel ('same'). So they share one transform over K = C + F channels: per 4x4 output tile,
-the 6x6 patch d of [x | h] becomes V = B^T d B (36 numbers per channel), the product with
+the 6x6 patch d of [h | x] becomes V = B^T d B (36 numbers per channel), the product with
 the transformed weights U = G g G^T is 36 small GEMMs (tiles, K) @ (K, 4F), and the 4x4
 outputs are A^T m A. That is 36 multiplications per 16 outputs instead of 144: on the
 64x64, 16-filter benchmark frame 10.0M instead of 40.1M multiply-adds per step.
@@ -75,20 +75,20 @@ def padded_channels(K: int) -> int:
 
 
 def scratch_size(Ho: int, Wo: int, C: int, F: int, Mp: int) -> int:
-    """Floats of scratch the path needs: the padded [x | h] frame, one tile row's
+    """Floats of scratch the path needs: the padded h and x frames, one tile row's
     transformed inputs and products, the bias in panel order."""
     Ty, Tx = tiles(Ho, Wo)
     frame = (TILE * Ty + 2) * (TILE * Tx + 2)
-    return frame * (C + F) + NPOS * Tx * padded_channels(C + F) + NPOS * Tx * Mp + Mp
+    return frame * (C + F) + NPOS * Tx * padded_channels(C + F) + NPOS * Tx * Mp
 
 
 def transform_weights(W_x: np.ndarray, W_h: np.ndarray, halve: bool = False) -> np.ndarray:
-    """W_x (3, 3, C, 4F), W_h (3, 3, F, 4F) -> U (panels, 36, C+F, PANEL) float32, U[q, 6a+b]
-    = (G g G^T)[a, b] over the channels [x | h], computed in float64 and rounded once;
+    """W_x (3, 3, C, 4F), W_h (3, 3, F, 4F) -> U (panels, 36, F+C, PANEL) float32, U[q, 6a+b]
+    = (G g G^T)[a, b] over the channels [h | x], computed in float64 and rounded once;
     columns in conv_cell.gate_columns order (panel q: 4 gates x 16 filters), zeros past F,
     gates i, f, o halved with `halve` (conv_cell.permute_columns).
     The kernel reads one (K, PANEL) block per position."""
-    W = np.concatenate([np.asarray(W_x, np.float64), np.asarray(W_h, np.float64)], axis=2)
+    W = np.concatenate([np.asarray(W_h, np.float64), np.asarray(W_x, np.float64)], axis=2)
     K, F = W.shape[2], W.shape[3] // 4
     U = np.einsum("ay,yxkm,bx->abkm", _G, W, _G).reshape(NPOS, K, 4 * F)
     full = permute_columns(U, F, halve)
@@ -156,8 +156,9 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
     streams into V, LLVM would not vectorise (too many run-time alias checks); with the
     stack array and _views6, 162 -> 55 us of thread time per 64x64x16 frame. V is tile-major
     with positions Kc = channels rounded up to CHUNK apart (padded_channels), so with one
-    chunk (K <= 32) a tile's 36 x 32 numbers go to V in one long vectorised copy instead of
-    36 copies of K = 17 that ran as scalar loops."""
+    chunk (K <= 32) and koff = 0 a tile's 36 x 32 numbers go to V in one long vectorised
+    copy instead of 36 copies of K = 17 that ran as scalar loops; the channels past Cs then
+    hold garbage until input_transform_x writes them."""
     tmp = carray(_stack_f32(IN_TMP), IN_TMP)
     rs = Ww * Cs
     for t in range(Tx):
@@ -184,7 +185,8 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
                 _st6(tmp, c + 4 * CHUNK, 6 * CHUNK, _bt((r0[4], r1[4], r2[4], r3[4], r4[4], r5[4])))
                 _st6(tmp, c + 5 * CHUNK, 6 * CHUNK, _bt((r0[5], r1[5], r2[5], r3[5], r4[5], r5[5])))
             o = t * NPOS * Kc + koff + c0
-            if Kc == CHUNK:  # one chunk: the tile's 36 x CHUNK block of V is contiguous
+            if Kc == CHUNK and koff == 0:  # the tile's 36 x CHUNK block of V is contiguous
+                # (and its channels past n get garbage: a later pass writes them)
                 vt = V[o:o + NPOS * CHUNK]
                 for i in range(NPOS * CHUNK):
                     vt[i] = tmp[i]
@@ -194,6 +196,31 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
                     tp = tmp[p * CHUNK:p * CHUNK + n]
                     for c in range(n):
                         vp[c] = tp[c]
+
+
+@njit(**KERNEL)
+def input_transform_x(src, Ww, Cs, ty, Tx, V, Kc, koff):
+    """input_transform for the frame's few input channels (often 1), one scalar channel at a
+    time: the vectorised form's per-tile setup cost 35 us per 64x64 frame for 1 channel,
+    against 17 us here."""
+    rs = Ww * Cs
+    for t in range(Tx):
+        for c in range(Cs):
+            b = src[(TILE * ty * Ww + TILE * t) * Cs + c:]
+            r0 = _bt((b[0], b[Cs], b[2 * Cs], b[3 * Cs], b[4 * Cs], b[5 * Cs]))
+            r1 = _bt((b[rs], b[rs + Cs], b[rs + 2 * Cs], b[rs + 3 * Cs], b[rs + 4 * Cs], b[rs + 5 * Cs]))
+            b2 = b[2 * rs:]
+            r2 = _bt((b2[0], b2[Cs], b2[2 * Cs], b2[3 * Cs], b2[4 * Cs], b2[5 * Cs]))
+            b3 = b[3 * rs:]
+            r3 = _bt((b3[0], b3[Cs], b3[2 * Cs], b3[3 * Cs], b3[4 * Cs], b3[5 * Cs]))
+            b4 = b[4 * rs:]
+            r4 = _bt((b4[0], b4[Cs], b4[2 * Cs], b4[3 * Cs], b4[4 * Cs], b4[5 * Cs]))
+            b5 = b[5 * rs:]
+            r5 = _bt((b5[0], b5[Cs], b5[2 * Cs], b5[3 * Cs], b5[4 * Cs], b5[5 * Cs]))
+            v = V[t * NPOS * Kc + koff + c:]
+            for k in range(6):
+                m = _bt((r0[k], r1[k], r2[k], r3[k], r4[k], r5[k]))
+                _st6(v, k * Kc, 6 * Kc, m)
 
 
 @njit(**KERNEL)
