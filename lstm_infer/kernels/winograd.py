@@ -19,15 +19,14 @@ of 64 gates) and each U[position] (K x 64, 4.3 KB) stays in L1 while all tiles o
 use it. Gate columns are padded to Mp = 64-column panels as in the direct kernel.
 
 Where a step's time goes (64x64x1 frame, 16 filters, thread time per frame on the shared
-AMD EPYC with AVX-512, each part timed alone, /tmp-free recipe: time pad_pair,
-input_transform, products and output_cell over the 16 tile rows): [x | h] padding 28 us,
-input transform 60, products 245 (10.0M multiply-adds, 41 GMAC/s: about 70% of the FMA
-peak, as only K = 17 rows share each register block's setup and stores), output
-transform fused with the cell 179 (was 76 + 183 apart: the gates no longer go to memory,
-the cell loop is exactly 16 lanes, gates come halved, and tanh is the shorter 9/6 fraction
-of kernels/conv_cell.py); ~560 in all (650 before the fusion, 1119 direct). The cell's
-~75 vector operations per 16 values (5 clamped rational functions, 2 divisions) are now
-its floor: it is compute-bound, not memory-bound.
+AMD EPYC with AVX-512, each part timed alone over the 16 tile rows): h and x padding
+7 us, input transform of h 40 and of x 17, products 250 (10.0M multiply-adds, 40 GMAC/s:
+about 70% of the FMA peak; with K = 17 rows per register block its fixed cost, ~150
+cycles to zero, store and copy 16 zmm of sums, is a third of the time: K = 64 runs at
+87%), output transform fused with the cell 135 (the cell is compute-bound: ~70 vector
+operations per 16 values, 5 clamped rational functions and 2 divisions); ~490 us per
+step in all (650 before the fused cell, 1119 direct). The same kernels compiled for AVX2
+(NUMBA_CPU_NAME=haswell) measured the same within noise on this machine.
 """
 from __future__ import annotations
 
