@@ -216,3 +216,36 @@ def test_pool_and_batched_run_are_bit_identical_per_stream(tmp_path, op, kw, n):
     R = m.run(X)
     for i in range(n):
         assert np.array_equal(R[i], m.run(X[i]))
+
+
+def test_step_calls_the_compiled_entry_point_and_checks_what_it_passes(tmp_path):
+    """Stream.step calls step_sequence's compiled entry point directly (no dispatcher
+    typing per call, lstm_infer/stream.py _StepEntry): the same floats as the dispatcher,
+    and anything that is not a float32 C-contiguous vector still goes through conversion,
+    a read-only or wrongly typed `out` is refused (the entry point trusts its types)."""
+    from lstm_infer import stream as stream_mod
+    from lstm_infer.kernels.interpreter import step_sequence
+    stacked(tmp_path / "m.lstm", "LSTM", 5, 7, layers=2)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = _x(6, 5)
+    s = m.stream()
+    ys = [s.step(x) for x in X]
+    assert stream_mod._StepEntry.fn is not None and stream_mod._StepEntry.fn is not step_sequence
+    mem = m.stream()._mem
+    for t, x in enumerate(X):  # the dispatcher on the same memory row gives the same floats
+        y = np.empty(m.output_size, np.float32)
+        assert step_sequence(m.plan.prog, m.plan.arena, mem, x, y, True) == 0
+        assert np.array_equal(y, ys[t])
+    s.reset()
+    ro = X[0].copy()
+    ro.flags.writeable = False
+    assert np.array_equal(s.step(ro), ys[0])                         # read-only input: fine
+    assert np.array_equal(s.step(X[1].astype(np.float64)), ys[1])    # converted
+    strided = np.stack([X[2], X[2]], 1)[:, 0]
+    assert not strided.flags.c_contiguous and np.array_equal(s.step(strided), ys[2])
+    out = np.empty(m.output_size, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable C-contiguous float32"):
+        s.step(X[3], out=out)
+    with pytest.raises(ValueError, match="writeable C-contiguous float32"):
+        s.step(X[3], out=np.empty(m.output_size, np.float64))
