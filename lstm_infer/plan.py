@@ -58,6 +58,9 @@ class Plan:
     # node -> index of its (first) row in `prog`: sequence kernels read the same fields
     # (e.g. a packed copy of W_hh in `arena`) as the step kernels
     node_rows: dict[str, int] = field(default_factory=dict)
+    # (node, role) -> that matrix packed by linalg.pack_panels for the one-sequence input
+    # projections (ops/linear.seq_panels), made on the first chunk or run() that needs it
+    panels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 class _Arena:

@@ -42,6 +42,11 @@ def chunkable(graph) -> bool:
         (carries_state(n) or not n.is_recurrent) and n.op != "Embedding" for n in graph.nodes)
 
 
+def matrix_bytes(graph) -> int:
+    """Bytes of the graph's weight matrices (2-D weights), what a step reads at least."""
+    return sum(w.nbytes for n in graph.nodes for w in n.weights.values() if w.ndim == 2)
+
+
 def initial_state(node, batch: int) -> dict[str, np.ndarray]:
     """slot -> (batch, size) float32: the node's initial state (weight or zeros) per sequence."""
     out = {}

@@ -9,7 +9,7 @@ from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite
 from .kernels.interpreter import step_sequence, step_streams
 from .ops.causal_attention import limit_error
 from .ops.embedding import bad_id_error
-from .sequence import chunkable, run_graph
+from .sequence import chunkable, matrix_bytes, run_graph
 
 # step_many chunks at least this long run node by node (lstm_infer/sequence.py: each input
 # projection and Linear as one product over the chunk); shorter ones step the interpreter,
@@ -17,6 +17,14 @@ from .sequence import chunkable, run_graph
 # Both give the same floats. Measured crossover (LSTM(16,64), GRU(16,64), LSTM(64,128)):
 # level at 64 steps, the node-by-node path 18-30% faster per step from 512.
 CHUNK_MIN = 64
+# ...except for models whose matrices outgrow the L2 cache: the interpreter reads every
+# matrix once per step, mostly from L3, where the node path reads W_ih and the Linear
+# weights once per chunk (per 4 steps); its ~20 us of Python per call is then repaid from
+# 16 steps: chunk 16 of LSTM(128,256) 26.5 -> 24.8 us/step, GRU(128,256) 18.0 -> 14.3,
+# LSTM(256,512) 87.7 -> 72.6 (thread time), while LSTM(64,128) (416 KB of matrices) lost
+# 5.9 -> 7.3. Matrix bytes from which chunks of CHUNK_MIN_LARGE steps go node by node:
+LARGE_MODEL_BYTES = 1 << 20
+CHUNK_MIN_LARGE = 16
 _F32 = np.dtype(np.float32)
 
 
@@ -65,9 +73,12 @@ class Stream(_StateBox):
         super().__init__(model, 1, on_nonfinite)
         # (node, slot, offset, size) of every state slot, when chunks can run node by node
         self._chunk_slots = None
+        self._chunk_min = CHUNK_MIN
         if chunkable(model.graph):
             self._chunk_slots = [(*s.name.rsplit(".", 1), s.offset, s.size)
                                  for s in model.plan.state_slots]
+            if matrix_bytes(model.graph) >= LARGE_MODEL_BYTES:
+                self._chunk_min = CHUNK_MIN_LARGE
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
         """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
@@ -105,7 +116,7 @@ class Stream(_StateBox):
                            self.model._frame)
         if X.ndim != 2 or X.shape[1] != self.input_size:
             raise shape_error("X", self._expected("T, "), X.shape)
-        if self._chunk_slots is not None and X.shape[0] >= CHUNK_MIN:
+        if self._chunk_slots is not None and X.shape[0] >= self._chunk_min:
             return self.model._split(self._chunk(X))
         Y = np.empty((X.shape[0], self.output_size), np.float32)
         code = X.shape[0] and step_sequence(self._prog, self._w, self._mem,

@@ -14,7 +14,7 @@ from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
-from .linear import project
+from .linear import project, seq_panels
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 3
@@ -204,7 +204,7 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
     row = plan.prog[plan.node_rows[node.name]]
-    gru_sequence(project(x, w["W_ih"], w.get("b_ih")), plan.arena, row[W_HH], row[B_HH],
+    gru_sequence(project(x, w["W_ih"], w.get("b_ih"), seq_panels(plan, node, "W_ih", x)), plan.arena, row[W_HH], row[B_HH],
                  row[W_HH_PACKED], state["h"], int(a.get("linear_before_reset", True)),
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels import KERNEL
-from ..kernels.linalg import matmat_acc, mv, set_bias
+from ..kernels.linalg import PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, mv, pack_panels, set_bias
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 
 OPCODE = 1
@@ -73,11 +73,13 @@ def step_streams(prog, r, w, mem, S):
     return True
 
 
-def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None,
+            panels: np.ndarray | None = None) -> np.ndarray:
     """x (T, B, I) @ W (I, O) + b for every step at once, single-threaded in Numba
     (matmat_acc): numpy's multi-threaded BLAS stalled on a busy 2-core machine (16 us/step
     instead of 1.4, measured in benchmarks/), and this keeps run() deterministic and
-    bit-identical per row to the step kernels."""
+    bit-identical per row to the step kernels. `panels`: W packed by pack_panels
+    (seq_panels), read by matmat_packed instead, the same floats."""
     T, B, I = x.shape
     O = W.shape[1]
     y = np.empty((T * B, O), np.float32)
@@ -85,14 +87,40 @@ def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         y[:] = 0.0
     else:
         y[:] = b
-    matmat_acc(y, 0, np.ascontiguousarray(x.reshape(T * B, I)), 0, W.reshape(-1), 0, I, O)
+    xs = np.ascontiguousarray(x.reshape(T * B, I))
+    if panels is not None:
+        matmat_packed(y, np.int64(0), xs, np.int64(0), panels, np.int64(0), np.int64(I), np.int64(O))
+    else:
+        matmat_acc(y, 0, xs, 0, W.reshape(-1), 0, I, O)
     return y.reshape(T, B, O)
+
+
+# Smallest W (rows) that seq_panels packs. matmat_packed against matmat_acc, N = 16..128
+# vectors, AVX-512 (this machine, thread time): 256x2048 50-58 -> 98-99 GFLOP/s, 128x1024
+# 56-77 -> 89-93, 512x256 75 -> 106, 256x128 70 -> 101, 64x512 75 -> 87; but 16x256
+# 66 -> 45 (a short k loop per panel), so small inputs keep matmat_acc.
+PANEL_MIN_ROWS = 64
+
+
+def seq_panels(plan, node, role: str, x: np.ndarray) -> np.ndarray | None:
+    """W = node.weights[role] packed for project(), or None where matmat_acc is the better
+    kernel: without AVX-512 (matmat_packed's 4 x 64 sums spill AVX2's 16 registers,
+    linalg.WIDE_VECTORS), for small W, and for batches (x (T, B, I) with B > 1, the batched
+    run() path, left as it was). Made once per model on first use (plan.panels)."""
+    W = node.weights[role]
+    if (not WIDE_VECTORS or x.shape[1] != 1 or W.dtype != np.float32
+            or W.shape[0] < PANEL_MIN_ROWS or W.shape[1] < PANEL):
+        return None
+    key = (node.name, role)
+    if key not in plan.panels:
+        plan.panels[key] = pack_panels(W)
+    return plan.panels[key]
 
 
 def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
     W, b, G = node.weights["W"], node.weights.get("bias"), node.attrs.get("groups", 1)
     if G == 1:
-        return project(ins[0], W, b)
+        return project(ins[0], W, b, seq_panels(plan, node, "W", ins[0]))
     x = ins[0]
     Ig, Og = x.shape[-1] // G, W.shape[1] // G
     return np.concatenate(
