@@ -69,7 +69,8 @@ def run_graph(plan: Plan, graph, xt: np.ndarray, lengths: np.ndarray,
     """xt (T, B, I) time-major -> (T, B, O). `states` (node -> slot -> (B, size)) is where
     the recurrent nodes start and what they leave behind; None: their initial state."""
     T, B, _ = xt.shape
-    blocked = (chunkable(graph) or states is not None) and bool((lengths == T).all())
+    # `states` given (a stream's chunk) is checked first: chunkable() costs ~2 us a call
+    blocked = (states is not None or chunkable(graph)) and bool((lengths == T).all())
     if states is None:
         states = {n.name: initial_state(n, B) for n in graph.nodes if n.is_recurrent}
     step = block_length(graph, B) if blocked else T
