@@ -17,14 +17,24 @@ from .sequence import chunkable, matrix_bytes, run_graph
 # Both give the same floats. Measured crossover (LSTM(16,64), GRU(16,64), LSTM(64,128)):
 # level at 64 steps, the node-by-node path 18-30% faster per step from 512.
 CHUNK_MIN = 64
-# ...except for models whose matrices outgrow the L2 cache: the interpreter reads every
-# matrix once per step, mostly from L3, where the node path reads W_ih and the Linear
-# weights once per chunk (per 4 steps); its ~20 us of Python per call is then repaid from
-# 16 steps: chunk 16 of LSTM(128,256) 26.5 -> 24.8 us/step, GRU(128,256) 18.0 -> 14.3,
-# LSTM(256,512) 87.7 -> 72.6 (thread time), while LSTM(64,128) (416 KB of matrices) lost
-# 5.9 -> 7.3. Matrix bytes from which chunks of CHUNK_MIN_LARGE steps go node by node:
-LARGE_MODEL_BYTES = 1 << 20
-CHUNK_MIN_LARGE = 16
+# ...but sooner for larger models: the interpreter reads every matrix once per step, where
+# the node path reads W_ih and the Linear weights once per chunk (per 4 steps, packed:
+# ops/linear.seq_panels), which repays its ~20 us of Python per call sooner. Per step,
+# interpreter -> node path (thread time): chunk 16 of LSTM(128,256) (1.6 MB of matrices)
+# 26.5 -> 24.8 us, LSTM(256,512) 87.7 -> 72.6, LSTM(80,160) (666 KB) 8.4 -> 7.8,
+# GRU(96,192) (737 KB) 9.7 -> 8.2; chunk 32 of LSTM(48,128) (379 KB) 4.5 -> 4.3,
+# GRU(64,128) (327 KB) 4.4 -> 3.8, while at 16 these two lose (4.6 -> 5.0, level) and
+# LSTM(32,96) (208 KB) loses at 32 (2.80 -> 2.92).
+# (matrix bytes at least, chunk length from which chunks go node by node), largest first:
+CHUNK_MIN_BY_SIZE = ((512 << 10, 16), (256 << 10, 32))
+
+
+def chunk_min(graph) -> int:
+    """Shortest step_many chunk that goes node by node for this graph (CHUNK_MIN_BY_SIZE)."""
+    size = matrix_bytes(graph)
+    return next((n for b, n in CHUNK_MIN_BY_SIZE if size >= b), CHUNK_MIN)
+
+
 _F32 = np.dtype(np.float32)
 
 
@@ -77,8 +87,7 @@ class Stream(_StateBox):
         if chunkable(model.graph):
             self._chunk_slots = [(*s.name.rsplit(".", 1), s.offset, s.size)
                                  for s in model.plan.state_slots]
-            if matrix_bytes(model.graph) >= LARGE_MODEL_BYTES:
-                self._chunk_min = CHUNK_MIN_LARGE
+            self._chunk_min = chunk_min(model.graph)
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
         """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
