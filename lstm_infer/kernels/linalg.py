@@ -64,6 +64,18 @@ def _stack_f32(typingctx, n):
     return types.CPointer(types.float32)(n), impl
 
 
+def aligned(a: np.ndarray, align: int = 64) -> np.ndarray:
+    """A C-contiguous copy of `a` starting on an `align`-byte boundary (a cache line; one
+    zmm load then never straddles two lines). numpy's own arrays start 16 bytes past one
+    here (malloc), so every panel row of a weight arena was read split: matvec_packed
+    64x256 0.65 -> 0.52 us, 128x512 2.52 -> 2.34, 256x1024 10.6 -> 9.9 aligned."""
+    buf = np.empty(a.nbytes + align, np.uint8)
+    start = (-buf.ctypes.data) % align
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def pack_panels(W: np.ndarray) -> np.ndarray:
     """W (rows, cols) -> flat float32: full panels of PANEL columns, each (rows, PANEL)
     row-major, one after another, then the last cols % PANEL columns as (rows, rest).
@@ -73,7 +85,7 @@ def pack_panels(W: np.ndarray) -> np.ndarray:
     full = cols - cols % PANEL
     parts = [W[:, :full].reshape(rows, full // PANEL, PANEL).transpose(1, 0, 2).ravel(),
              W[:, full:].ravel()]
-    return np.ascontiguousarray(np.concatenate(parts))
+    return aligned(np.concatenate(parts))
 
 
 @njit(inline="always", **KERNEL)
