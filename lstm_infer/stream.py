@@ -7,6 +7,7 @@ import numpy as np
 from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite_error, pack_inputs,
                      shape_error)
 from .kernels.interpreter import step_sequence, step_streams
+from .kernels.linalg import aligned
 from .ops.causal_attention import limit_error
 from .ops.embedding import bad_id_error
 from .sequence import chunkable, matrix_bytes, run_graph
@@ -51,7 +52,8 @@ class _StateBox:
         self._w = plan.arena
         self._check = on_nonfinite == "raise"
         self._S = plan.init_state.size
-        self._mem = np.zeros((n, self._S + plan.scratch_size), np.float32)
+        # on a cache line like the weights (linalg.aligned): the step kernels' scratch vectors
+        self._mem = aligned(np.zeros((n, self._S + plan.scratch_size), np.float32))
         self._mem[:, :self._S] = plan.init_state
         self.input_size = plan.input_size
         self.output_size = plan.output_size
