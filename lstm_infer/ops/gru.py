@@ -209,8 +209,9 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
     row = plan.prog[plan.node_rows[node.name]]
-    gru_sequence(project(x, w["W_ih"], w.get("b_ih"), seq_panels(plan, node, "W_ih", x)), plan.arena, row[W_HH], row[B_HH],
-                 row[W_HH_PACKED], state["h"], int(a.get("linear_before_reset", True)),
+    gx = project(x, w["W_ih"], w.get("b_ih"), seq_panels(plan, node, "W_ih", x))
+    gru_sequence(gx, plan.arena, row[W_HH], row[B_HH], row[W_HH_PACKED], state["h"],
+                 int(a.get("linear_before_reset", True)),
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out
 

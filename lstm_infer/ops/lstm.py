@@ -256,8 +256,9 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
-    lstm_sequence(project(x, w["W_ih"], w.get("bias"), seq_panels(plan, node, "W_ih", x)), w["W_hh"], np.ascontiguousarray(whr),
-                  state["h"], state["c"], bool(a.get("reverse")), lengths, plan.cfg[node.name],
+    gx = project(x, w["W_ih"], w.get("bias"), seq_panels(plan, node, "W_ih", x))
+    lstm_sequence(gx, w["W_hh"], np.ascontiguousarray(whr), state["h"], state["c"],
+                  bool(a.get("reverse")), lengths, plan.cfg[node.name],
                   np.ascontiguousarray(peep), out, plan.arena,
                   plan.prog[plan.node_rows[node.name], W_HH_PACKED])
     return out
