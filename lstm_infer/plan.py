@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .graph import Graph, Node
+from .kernels.linalg import aligned
 from .ops import OPS
 from .ops.base import PROG_WIDTH
 from .ops.concat import copy_row
@@ -58,6 +59,9 @@ class Plan:
     # node -> index of its (first) row in `prog`: sequence kernels read the same fields
     # (e.g. a packed copy of W_hh in `arena`) as the step kernels
     node_rows: dict[str, int] = field(default_factory=dict)
+    # (node, role) -> that matrix packed by linalg.pack_panels for the one-sequence input
+    # projections (ops/linear.seq_panels), made on the first chunk or run() that needs it
+    panels: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 class _Arena:
@@ -119,7 +123,9 @@ class _Arena:
         return self.weight(node, f"{role}.scale")
 
     def build(self) -> np.ndarray:
-        return np.concatenate(self.parts) if self.parts else np.zeros(_ALIGN, np.float32)
+        """The arena, on a cache line (linalg.aligned), so that the 64-byte offsets of its
+        tensors are 64-byte addresses too."""
+        return aligned(np.concatenate(self.parts) if self.parts else np.zeros(_ALIGN, np.float32))
 
 
 class _Emitter:

@@ -7,9 +7,10 @@ import numpy as np
 from .inputs import (ON_NONFINITE, Output, as_float32, flatten_frames, nonfinite_error, pack_inputs,
                      shape_error)
 from .kernels.interpreter import step_sequence, step_streams
+from .kernels.linalg import aligned
 from .ops.causal_attention import limit_error
 from .ops.embedding import bad_id_error
-from .sequence import chunkable, run_graph
+from .sequence import chunkable, matrix_bytes, run_graph
 
 # step_many chunks at least this long run node by node (lstm_infer/sequence.py: each input
 # projection and Linear as one product over the chunk); shorter ones step the interpreter,
@@ -17,6 +18,26 @@ from .sequence import chunkable, run_graph
 # Both give the same floats. Measured crossover (LSTM(16,64), GRU(16,64), LSTM(64,128)):
 # level at 64 steps, the node-by-node path 18-30% faster per step from 512.
 CHUNK_MIN = 64
+# ...but sooner for larger models: the interpreter reads every matrix once per step, where
+# the node path reads W_ih and the Linear weights once per chunk (per 4 steps, packed:
+# ops/linear.seq_panels), which repays its ~20 us of Python per call sooner. Per step,
+# interpreter -> node path (thread time): chunk 16 of LSTM(128,256) (1.6 MB of matrices)
+# 26.5 -> 24.8 us, LSTM(256,512) 87.7 -> 72.6, LSTM(80,160) (666 KB) 8.4 -> 7.8,
+# GRU(96,192) (737 KB) 9.7 -> 8.2; chunk 32 of LSTM(48,128) (379 KB) 4.5 -> 4.3,
+# GRU(64,128) (327 KB) 4.4 -> 3.8, while at 16 these two lose (4.6 -> 5.0, level) and
+# LSTM(32,96) (208 KB) loses at 32 (2.80 -> 2.92). (With the arena aligned, which sped up
+# the interpreter more, LSTM(64,128) and GRU(64,128) at 32 are level: 4.85 vs 4.80, 3.91
+# vs 3.83; at 16 the interpreter wins, 4.84 vs 5.66.)
+# (matrix bytes at least, chunk length from which chunks go node by node), largest first:
+CHUNK_MIN_BY_SIZE = ((512 << 10, 16), (256 << 10, 32))
+
+
+def chunk_min(graph) -> int:
+    """Shortest step_many chunk that goes node by node for this graph (CHUNK_MIN_BY_SIZE)."""
+    size = matrix_bytes(graph)
+    return next((n for b, n in CHUNK_MIN_BY_SIZE if size >= b), CHUNK_MIN)
+
+
 _F32 = np.dtype(np.float32)
 
 
@@ -53,7 +74,8 @@ class _StateBox:
         self._w = plan.arena
         self._check = on_nonfinite == "raise"
         self._S = plan.init_state.size
-        self._mem = np.zeros((n, self._S + plan.scratch_size), np.float32)
+        # on a cache line like the weights (linalg.aligned): the step kernels' scratch vectors
+        self._mem = aligned(np.zeros((n, self._S + plan.scratch_size), np.float32))
         self._mem[:, :self._S] = plan.init_state
         self.input_size = plan.input_size
         self.output_size = plan.output_size
@@ -85,9 +107,11 @@ class Stream(_StateBox):
         super().__init__(model, 1, on_nonfinite)
         # (node, slot, offset, size) of every state slot, when chunks can run node by node
         self._chunk_slots = None
+        self._chunk_min = CHUNK_MIN
         if chunkable(model.graph):
             self._chunk_slots = [(*s.name.rsplit(".", 1), s.offset, s.size)
                                  for s in model.plan.state_slots]
+            self._chunk_min = chunk_min(model.graph)
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
         """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
@@ -127,7 +151,7 @@ class Stream(_StateBox):
                            self.model._frame)
         if X.ndim != 2 or X.shape[1] != self.input_size:
             raise shape_error("X", self._expected("T, "), X.shape)
-        if self._chunk_slots is not None and X.shape[0] >= CHUNK_MIN:
+        if self._chunk_slots is not None and X.shape[0] >= self._chunk_min:
             return self.model._split(self._chunk(X))
         Y = np.empty((X.shape[0], self.output_size), np.float32)
         code = X.shape[0] and step_sequence(self._prog, self._w, self._mem,

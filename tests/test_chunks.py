@@ -8,7 +8,8 @@ import pytest
 import lstm_infer
 from lstm_infer import sequence
 from lstm_infer.builder import GraphBuilder
-from lstm_infer.stream import CHUNK_MIN
+from lstm_infer.kernels.linalg import WIDE_VECTORS
+from lstm_infer.stream import CHUNK_MIN, CHUNK_MIN_BY_SIZE
 from builders import _u, add_recurrent, stacked
 
 
@@ -32,6 +33,32 @@ def test_long_chunks_equal_steps_exactly(tmp_path, kw):
     cuts = [0, CHUNK_MIN + 36, CHUNK_MIN + 41, 400]  # long, short, long
     Yc = np.concatenate([s2.step_many(X[a:b]) for a, b in zip(cuts, cuts[1:])])
     assert np.array_equal(Yc, Ys)
+    st1, st2 = s1.get_state(), s2.get_state()
+    assert all(np.array_equal(st1[k], st2[k]) for k in st1)
+    assert np.array_equal(m.run(X), Ys)
+
+
+# Models with enough matrix bytes that their chunks from 16 steps go node by node
+# (stream.CHUNK_MIN_BY_SIZE), with the packed input projections (ops/linear.seq_panels: rows 66 and 100 >= 64,
+# a 2-row and a 40-column remainder in the LSTM) and W_hh's panels in alternating order.
+BIG = [dict(op="LSTM", I=66, H=250, out=70), dict(op="GRU", I=100, H=256, out=8)]
+
+
+@pytest.mark.parametrize("kw", BIG, ids=lambda k: k["op"])
+def test_short_chunks_of_large_models_equal_steps_exactly(tmp_path, kw):
+    doc = stacked(tmp_path / "m.lstm", **kw)
+    big, short = CHUNK_MIN_BY_SIZE[0]
+    assert sum(t.nbytes for t in doc["tensors"].values() if t.ndim == 2) >= big
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = _x(60, kw["I"])
+    s1 = m.stream()
+    Ys = np.stack([s1.step(x) for x in X])
+    s2 = m.stream()
+    cuts = [0, short, short + 3, 2 * short + 4, 60]  # odd lengths too
+    assert s2._chunk_min == short
+    Yc = np.concatenate([s2.step_many(X[a:b]) for a, b in zip(cuts, cuts[1:])])
+    assert np.array_equal(Yc, Ys)
+    assert bool(m.plan.panels) == WIDE_VECTORS  # packed projections where AVX-512 has them
     st1, st2 = s1.get_state(), s2.get_state()
     assert all(np.array_equal(st1[k], st2[k]) for k in st1)
     assert np.array_equal(m.run(X), Ys)

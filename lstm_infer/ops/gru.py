@@ -12,9 +12,9 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, mv, set_bias
+from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
-from .linear import project
+from .linear import project, seq_panels
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 3
@@ -188,7 +188,12 @@ def gru_sequence(gx, w, whh_off, bhh_off, whh_p, hs, lbr, reverse, lengths, cfg,
             t = L - 1 - s if reverse else s
             for j in range(G):
                 g[j] = gx[t, b, j]
-            gru_step(g, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, np.int64(-1), acc, whh_p)
+            if lbr and whh_p >= 0:  # gru_step's floats, W_hh's panels in alternating order
+                set_bias(gh, w, bhh_off, G)
+                matvec_packed_snake(gh, h, w, whh_p, H, G, s % 2 == 1)
+                gru_pointwise(g, gh, h, H, lbr, cfg)
+            else:
+                gru_step(g, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, np.int64(-1), acc, whh_p)
             for j in range(H):
                 out[t, b, j] = h[j]
 
@@ -204,8 +209,9 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
     row = plan.prog[plan.node_rows[node.name]]
-    gru_sequence(project(x, w["W_ih"], w.get("b_ih")), plan.arena, row[W_HH], row[B_HH],
-                 row[W_HH_PACKED], state["h"], int(a.get("linear_before_reset", True)),
+    gx = project(x, w["W_ih"], w.get("b_ih"), seq_panels(plan, node, "W_ih", x))
+    gru_sequence(gx, plan.arena, row[W_HH], row[B_HH], row[W_HH_PACKED], state["h"],
+                 int(a.get("linear_before_reset", True)),
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)
     return out
 

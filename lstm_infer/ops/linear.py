@@ -13,12 +13,22 @@ import numpy as np
 from numba import njit
 
 from ..kernels import KERNEL
-from ..kernels.linalg import matmat_acc, mv, set_bias
+from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matvec_packed, mv,
+                              pack_panels, set_bias)
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 
 OPCODE = 1
-# Row fields after IN, OUT: sizes, weight offsets, int8 scales of W (-1: float), scratch
-IN_SIZE, OUT_SIZE, W, BIAS, W_SCALE, ACC, GROUPS = range(3, 10)
+# Row fields after IN, OUT: sizes, weight offsets, int8 scales of W (-1: float), scratch;
+# W_PACKED: W packed by linalg.pack_panels for the step's mat-vec (-1: int8, grouped, or
+# fewer than PANEL outputs). With few outputs matvec_cols reloads and stores its short `out`
+# every four rows (a store-to-load chain): 128x64 0.35 -> 0.20 us packed; step() of
+# LSTM(64,128)+Linear(128,64) 6.05 -> 5.98 us, LSTM(128,256)+Linear(256,128) 23.6 -> 23.4,
+# GRU(64,128) 5.14 -> 5.05 (same process, thread time). A derived copy: W's memory once
+# more, which these narrow heads hardly have; run() and chunks read it too (seq_panels).
+IN_SIZE, OUT_SIZE, W, BIAS, W_SCALE, ACC, GROUPS, W_PACKED = range(3, 11)
+# Widest Linear whose W gets the packed copy: from 512 outputs the two mat-vecs are level
+# (64x512 1.27 vs 1.24 us, 128x1024 5.07 vs 5.05, aligned).
+PACKED_MAX_OUT = 256
 
 
 def spec(a: dict) -> Signature:
@@ -34,7 +44,15 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     em.add_row(new_row(OPCODE, {
         IN: ins[0], OUT: out, IN_SIZE: a["in_features"], OUT_SIZE: a["out_features"],
         W: em.weight(node, "W"), BIAS: em.weight(node, "bias"), W_SCALE: em.scale(node, "W"),
-        ACC: em.alloc(a["out_features"]), GROUPS: a.get("groups", 1)}))
+        ACC: em.alloc(a["out_features"]), GROUPS: a.get("groups", 1),
+        W_PACKED: em.derived(node, "W", "panels", pack_panels) if _packs(node) else -1}))
+
+
+def _packs(node) -> bool:
+    """Whether the step reads W packed (W_PACKED): float, one group, PANEL to
+    PACKED_MAX_OUT outputs."""
+    return (node.weights["W"].dtype == np.float32 and node.attrs.get("groups", 1) == 1
+            and PANEL <= node.attrs["out_features"] <= PACKED_MAX_OUT)
 
 
 @njit(inline="always", **KERNEL)
@@ -47,7 +65,9 @@ def step(prog, r, w, st, sc):
     out = sc[o0:o0 + O]
     acc = sc[prog[r, ACC]:prog[r, ACC] + O]
     set_bias(out, w, prog[r, BIAS], O)
-    if G == 1:
+    if prog[r, W_PACKED] >= 0:
+        matvec_packed(out, sc[i0:i0 + I], w, prog[r, W_PACKED], I, O)
+    elif G == 1:
         mv(out, sc[i0:i0 + I], w, prog[r, W], prog[r, W_SCALE], I, O, np.int64(0), O, acc)
     else:  # group g: inputs [g*Ig, (g+1)*Ig) times columns [g*Og, (g+1)*Og) of W (Ig, O)
         Ig = I // G
@@ -73,11 +93,13 @@ def step_streams(prog, r, w, mem, S):
     return True
 
 
-def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None,
+            panels: np.ndarray | None = None) -> np.ndarray:
     """x (T, B, I) @ W (I, O) + b for every step at once, single-threaded in Numba
     (matmat_acc): numpy's multi-threaded BLAS stalled on a busy 2-core machine (16 us/step
     instead of 1.4, measured in benchmarks/), and this keeps run() deterministic and
-    bit-identical per row to the step kernels."""
+    bit-identical per row to the step kernels. `panels`: W packed by pack_panels
+    (seq_panels), read by matmat_packed instead, the same floats."""
     T, B, I = x.shape
     O = W.shape[1]
     y = np.empty((T * B, O), np.float32)
@@ -85,14 +107,44 @@ def project(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         y[:] = 0.0
     else:
         y[:] = b
-    matmat_acc(y, 0, np.ascontiguousarray(x.reshape(T * B, I)), 0, W.reshape(-1), 0, I, O)
+    xs = np.ascontiguousarray(x.reshape(T * B, I))
+    if panels is not None:
+        matmat_packed(y, np.int64(0), xs, np.int64(0), panels, np.int64(0), np.int64(I), np.int64(O))
+    else:
+        matmat_acc(y, 0, xs, 0, W.reshape(-1), 0, I, O)
     return y.reshape(T, B, O)
+
+
+# Smallest W (rows) that seq_panels packs. matmat_packed against matmat_acc, N = 16..128
+# vectors, AVX-512 (this machine, thread time): 256x2048 50-58 -> 98-99 GFLOP/s, 128x1024
+# 56-77 -> 89-93, 512x256 75 -> 106, 256x128 70 -> 101, 64x512 75 -> 87; but 16x256
+# 66 -> 45 (a short k loop per panel), so small inputs keep matmat_acc.
+PANEL_MIN_ROWS = 64
+
+
+def seq_panels(plan, node, role: str, x: np.ndarray) -> np.ndarray | None:
+    """W = node.weights[role] packed for project(), or None where matmat_acc is the better
+    kernel: without AVX-512 (matmat_packed's 4 x 64 sums spill AVX2's 16 registers,
+    linalg.WIDE_VECTORS), for small W, and for batches (x (T, B, I) with B > 1, the batched
+    run() path, left as it was). Made once per model on first use (plan.panels)."""
+    W = node.weights[role]
+    if (not WIDE_VECTORS or x.shape[1] != 1 or W.dtype != np.float32
+            or W.shape[0] < PANEL_MIN_ROWS or W.shape[1] < PANEL):
+        return None
+    key = (node.name, role)
+    if key not in plan.panels:
+        row = plan.prog[plan.node_rows[node.name]]
+        if node.op == "Linear" and row[W_PACKED] >= 0:  # the step's packed copy (W_PACKED)
+            plan.panels[key] = plan.arena[row[W_PACKED]:row[W_PACKED] + W.size]
+        else:
+            plan.panels[key] = pack_panels(W)
+    return plan.panels[key]
 
 
 def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
     W, b, G = node.weights["W"], node.weights.get("bias"), node.attrs.get("groups", 1)
     if G == 1:
-        return project(ins[0], W, b)
+        return project(ins[0], W, b, seq_panels(plan, node, "W", ins[0]))
     x = ins[0]
     Ig, Og = x.shape[-1] // G, W.shape[1] // G
     return np.concatenate(

@@ -13,9 +13,10 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_acc, matvec_packed, mv, set_bias
+from ..kernels.linalg import (WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_acc,
+                              matvec_packed, matvec_packed_snake, mv, set_bias)
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
-from .linear import project
+from .linear import project, seq_panels
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
 
 OPCODE = 2
@@ -190,7 +191,8 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
     """gx (T, B, 4H) = x W_ih + bias; w_hh (R, 4H); w_hr (H, P) or (0, 0); out (T, B, R),
     or (T, B, R + H) to also output the cell state after h. hs (B, R), cs (B, H): the state
     each sequence starts from, updated in place to its state after its last step. One
-    sequence at a time, W_hh is read packed from arena[packed:] (linalg.matvec_packed)."""
+    sequence at a time, W_hh is read packed from arena[packed:], its panels in alternating
+    order (linalg.matvec_packed_snake)."""
     T, B, G = gx.shape
     H = G // 4
     R = w_hh.shape[0]
@@ -229,7 +231,7 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
             t = L - 1 - s if reverse else s
             for j in range(G):
                 gates[j] = gx[t, b, j]
-            matvec_packed(gates, h, arena, packed, R, G)
+            matvec_packed_snake(gates, h, arena, packed, R, G, s % 2 == 1)
             if P > 0:
                 lstm_pointwise(gates, c, hfull, H, cfg, peep)
                 set_bias(h, whr, np.int64(-1), P)
@@ -254,8 +256,9 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
-    lstm_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
-                  state["h"], state["c"], bool(a.get("reverse")), lengths, plan.cfg[node.name],
+    gx = project(x, w["W_ih"], w.get("bias"), seq_panels(plan, node, "W_ih", x))
+    lstm_sequence(gx, w["W_hh"], np.ascontiguousarray(whr), state["h"], state["c"],
+                  bool(a.get("reverse")), lengths, plan.cfg[node.name],
                   np.ascontiguousarray(peep), out, plan.arena,
                   plan.prog[plan.node_rows[node.name], W_HH_PACKED])
     return out
