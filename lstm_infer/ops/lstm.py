@@ -16,15 +16,16 @@ from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_acc, matvec_packed, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
+from .recurrent import CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
 
 OPCODE = 2
 # Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
 # GATES, HFULL, ACC: scratch; STATE_H, STATE_C: offsets in the stream's state row.
 # W_HH_PACKED: a float W_hh packed by linalg.pack_panels (-1 for int8), for the one-sequence
-# mat-vec (step and run()/chunks of one sequence).
+# mat-vec (step and run()/chunks of one sequence). W_IH_PACKED: W_ih packed the same way for
+# the batched products (streams(n), run() on a batch; -1 without AVX-512 or for int8).
 (IN_SIZE, HIDDEN, PROJ, W_IH, W_HH, BIAS, W_HR, STATE_H, STATE_C, GATES, HFULL, CFG, PEEPHOLE,
- W_IH_SCALE, W_HH_SCALE, W_HR_SCALE, ACC, OUTPUT_CELL, W_HH_PACKED) = range(3, 22)
+ W_IH_SCALE, W_HH_SCALE, W_HR_SCALE, ACC, OUTPUT_CELL, W_HH_PACKED, W_IH_PACKED) = range(3, 23)
 
 
 def spec(a: dict) -> Signature:
@@ -52,7 +53,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         PEEPHOLE: em.weight(node, "peephole"), W_IH_SCALE: em.scale(node, "W_ih"),
         W_HH_SCALE: em.scale(node, "W_hh"), W_HR_SCALE: em.scale(node, "W_hr"),
         ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell"))),
-        W_HH_PACKED: packed_copy(em, node, "W_hh")}))
+        W_HH_PACKED: packed_copy(em, node, "W_hh"), W_IH_PACKED: input_packed_copy(em, node)}))
 
 
 @njit(**KERNEL)
@@ -163,7 +164,7 @@ def step_streams(prog, r, w, mem, S):
     peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
     for b in range(n):
         set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
-    matmat_acc(mem, g0, mem, i0, w, prog[r, W_IH], I, 4 * H)
+    matmat_w_hh(mem, g0, mem, i0, w, prog[r, W_IH], prog[r, W_IH_PACKED], I, 4 * H)
     matmat_w_hh(mem, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
     for b in range(n):
@@ -198,11 +199,10 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
     whh = w_hh.ravel()
     whr = w_hr.ravel()
     if B > 1 and full_length(lengths, T):
-        gb = np.empty((B, G), np.float32)
         hf = np.empty((B, H), np.float32)
         for s in range(T):
             t = T - 1 - s if reverse else s
-            gb[:, :] = gx[t]
+            gb = gx[t]  # the recurrent product adds into the projection in place (no copy)
             if WIDE_VECTORS and packed >= 0:
                 matmat_packed(gb, np.int64(0), hs, np.int64(0), arena, packed, R, G)
             else:
@@ -254,10 +254,12 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
-    lstm_sequence(project(x, w["W_ih"], w.get("bias")), w["W_hh"], np.ascontiguousarray(whr),
-                  state["h"], state["c"], bool(a.get("reverse")), lengths, plan.cfg[node.name],
-                  np.ascontiguousarray(peep), out, plan.arena,
-                  plan.prog[plan.node_rows[node.name], W_HH_PACKED])
+    row = plan.prog[plan.node_rows[node.name]]
+    # a batch only: one sequence (and Stream.step_many's chunks) keeps matmat_acc
+    gx = project(x, w["W_ih"], w.get("bias"), plan.arena, row[W_IH_PACKED] if B > 1 else -1)
+    lstm_sequence(gx, w["W_hh"], np.ascontiguousarray(whr), state["h"], state["c"],
+                  bool(a.get("reverse")), lengths, plan.cfg[node.name], np.ascontiguousarray(peep),
+                  out, plan.arena, row[W_HH_PACKED])
     return out
 
 
