@@ -13,10 +13,11 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_acc, matvec_packed, mv, set_bias
+from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matmat_packed2, matmat_w_hh, matvec_acc,
+                              matvec_packed, mv, set_bias)
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import project
-from .recurrent import CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
+from .recurrent import PACKED_MIN_ROWS, CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
 
 OPCODE = 2
 # Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
@@ -53,7 +54,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         PEEPHOLE: em.weight(node, "peephole"), W_IH_SCALE: em.scale(node, "W_ih"),
         W_HH_SCALE: em.scale(node, "W_hh"), W_HR_SCALE: em.scale(node, "W_hr"),
         ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell"))),
-        W_HH_PACKED: packed_copy(em, node, "W_hh"), W_IH_PACKED: input_packed_copy(em, node)}))
+        W_HH_PACKED: packed_copy(em, node, "W_hh"),
+        W_IH_PACKED: input_packed_copy(em, node, min_rows=1)}))
 
 
 @njit(**KERNEL)
@@ -164,8 +166,11 @@ def step_streams(prog, r, w, mem, S):
     peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
     for b in range(n):
         set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
-    matmat_w_hh(mem, g0, mem, i0, w, prog[r, W_IH], prog[r, W_IH_PACKED], I, 4 * H)
-    matmat_w_hh(mem, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
+    if WIDE_VECTORS and prog[r, W_IH_PACKED] >= 0 and prog[r, W_HH_PACKED] >= 0:
+        matmat_packed2(mem, g0, mem, i0, w, prog[r, W_IH_PACKED], I, mem, h0, prog[r, W_HH_PACKED], R, 4 * H)
+    else:
+        matmat_acc(mem, g0, mem, i0, w, prog[r, W_IH], I, 4 * H)
+        matmat_w_hh(mem, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
     for b in range(n):
         row = mem[b]
@@ -184,6 +189,58 @@ def step_streams(prog, r, w, mem, S):
             for j in range(H):
                 row[o0 + R + j] = row[c0 + j]
     return True
+
+
+@njit(inline="always", **KERNEL)
+def _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out_t):
+    """The cells of a batch's step from its gates gb (B, 4H): c, h (projected when P > 0),
+    and the step's outputs out_t (B, R [+ H])."""
+    R = hs.shape[1]
+    for b in range(gb.shape[0]):
+        if P > 0:
+            lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
+        else:
+            lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
+    if P > 0:
+        hs[:, :] = 0.0
+        matmat_acc(hs, np.int64(0), hf, np.int64(0), whr, np.int64(0), H, P)
+    out_t[:, :R] = hs
+    if out_t.shape[1] > R:
+        out_t[:, R:] = cs
+
+
+@njit(**KERNEL)
+def lstm_batch(x, bias, arena, p_ih, p_hh, w_ih, w_hh, w_hr, hs, cs, reverse, cfg, peep, out):
+    """A batch of full-length sequences, x (T, B, I), with W_ih and W_hh packed at
+    arena[p_ih:], arena[p_hh:] (AVX-512): each step's gates = bias + x[t] W_ih + h W_hh in one
+    matmat_packed2 pass, the same sums in the same order as step(). Replaces the projection
+    of all steps (a (T, B, 4H) array written, then read back) plus the recurrent product:
+    8-20% less time per block of 64 steps, B=32, than project + lstm_sequence (thread time,
+    interleaved: (1,8) 119 -> 95 ns per sequence-step, (16,64) 818 -> 723, (64,128) 3273 ->
+    2836). Under 64 gate columns (no full panel) two matmat_acc instead, same sums.
+    hs, cs, w_hr, out as in lstm_sequence; w_ih (I, 4H), w_hh (R, 4H) row-major."""
+    T, B, I = x.shape
+    G = bias.shape[0]
+    H = G // 4
+    R = hs.shape[1]
+    P = w_hr.shape[1]
+    whr = w_hr.ravel()
+    wih = w_ih.ravel()
+    whh = w_hh.ravel()
+    gb = np.empty((B, G), np.float32)
+    hf = np.empty((B, H), np.float32)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        for b in range(B):
+            row = gb[b]
+            for j in range(G):
+                row[j] = bias[j]
+        if G >= PANEL:
+            matmat_packed2(gb, np.int64(0), x[t], np.int64(0), arena, p_ih, I, hs, np.int64(0), p_hh, R, G)
+        else:  # no full panel: matmat_packed2 would go row by row; 4 rows per weight pass here
+            matmat_acc(gb, np.int64(0), x[t], np.int64(0), wih, np.int64(0), I, G)
+            matmat_acc(gb, np.int64(0), hs, np.int64(0), whh, np.int64(0), R, G)
+        _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out[t])
 
 
 @njit(**KERNEL)
@@ -207,17 +264,7 @@ def lstm_sequence(gx, w_hh, w_hr, hs, cs, reverse, lengths, cfg, peep, out, aren
                 matmat_packed(gb, np.int64(0), hs, np.int64(0), arena, packed, R, G)
             else:
                 matmat_acc(gb, np.int64(0), hs, np.int64(0), whh, np.int64(0), R, G)
-            for b in range(B):
-                if P > 0:
-                    lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
-                else:
-                    lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
-            if P > 0:
-                hs[:, :] = 0.0
-                matmat_acc(hs, np.int64(0), hf, np.int64(0), whr, np.int64(0), H, P)
-            out[t, :, :R] = hs
-            if out.shape[2] > R:
-                out[t, :, R:] = cs
+            _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out[t])
         return
     gates = np.empty(G, np.float32)
     hfull = np.empty(H, np.float32)
@@ -255,8 +302,17 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
     row = plan.prog[plan.node_rows[node.name]]
-    # a batch only: one sequence (and Stream.step_many's chunks) keeps matmat_acc
-    gx = project(x, w["W_ih"], w.get("bias"), plan.arena, row[W_IH_PACKED] if B > 1 else -1)
+    if B > 1 and row[W_IH_PACKED] >= 0 and row[W_HH_PACKED] >= 0 and bool((lengths == T).all()):
+        bias = w.get("bias")
+        lstm_batch(np.ascontiguousarray(x), np.zeros(4 * H, np.float32) if bias is None else bias,
+                   plan.arena, row[W_IH_PACKED], row[W_HH_PACKED], w["W_ih"], w["W_hh"],
+                   np.ascontiguousarray(whr),
+                   state["h"], state["c"], bool(a.get("reverse")), plan.cfg[node.name],
+                   np.ascontiguousarray(peep), out)
+        return out
+    # one sequence (and Stream.step_many's chunks) keeps matmat_acc for the projection
+    packed = row[W_IH_PACKED] if B > 1 and a["input_size"] >= PACKED_MIN_ROWS else -1
+    gx = project(x, w["W_ih"], w.get("bias"), plan.arena, packed)
     lstm_sequence(gx, w["W_hh"], np.ascontiguousarray(whr), state["h"], state["c"],
                   bool(a.get("reverse")), lengths, plan.cfg[node.name], np.ascontiguousarray(peep),
                   out, plan.arena, row[W_HH_PACKED])
