@@ -89,12 +89,9 @@ def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
         hfull[j] = og * gate_act(cj, hk, ha, hb)
 
 
-@njit(**KERNEL)
-def lstm_pointwise(gates, c, hfull, H, cfg, peep):
-    """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
-    if cfg[0] != 0:
-        lstm_pointwise_general(gates, c, hfull, H, cfg, peep)
-        return
+@njit(inline="always", **KERNEL)
+def _cell(gates, c, hfull, H):
+    """The default cell (no ONNX options), shared by lstm_pointwise and _batch_cells."""
     gi = gates[0:H]  # sliced so each index is a plain j >= 0 (see matvec_acc)
     gf = gates[H:2 * H]
     gg = gates[2 * H:3 * H]
@@ -103,6 +100,15 @@ def lstm_pointwise(gates, c, hfull, H, cfg, peep):
         cj = fast_sigmoid(gf[j]) * c[j] + fast_sigmoid(gi[j]) * fast_tanh(gg[j])
         c[j] = cj
         hfull[j] = fast_sigmoid(go[j]) * fast_tanh(cj)
+
+
+@njit(**KERNEL)
+def lstm_pointwise(gates, c, hfull, H, cfg, peep):
+    """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
+    if cfg[0] != 0:
+        lstm_pointwise_general(gates, c, hfull, H, cfg, peep)
+        return
+    _cell(gates, c, hfull, H)
 
 
 @njit(inline="always", **KERNEL)
@@ -196,11 +202,13 @@ def _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out_t):
     """The cells of a batch's step from its gates gb (B, 4H): c, h (projected when P > 0),
     and the step's outputs out_t (B, R [+ H])."""
     R = hs.shape[1]
-    for b in range(gb.shape[0]):
-        if P > 0:
-            lstm_pointwise(gb[b], cs[b], hf[b], H, cfg, peep)
-        else:
-            lstm_pointwise(gb[b], cs[b], hs[b], H, cfg, peep)
+    hout = hf if P > 0 else hs
+    if cfg[0] == 0:  # the default cell inlined: a call per row cost 32-38 ns per sequence-step
+        for b in range(gb.shape[0]):  # (H=8..64, B=32, thread time), same floats
+            _cell(gb[b], cs[b], hout[b], H)
+    else:
+        for b in range(gb.shape[0]):
+            lstm_pointwise(gb[b], cs[b], hout[b], H, cfg, peep)
     if P > 0:
         hs[:, :] = 0.0
         matmat_acc(hs, np.int64(0), hf, np.int64(0), whr, np.int64(0), H, P)
