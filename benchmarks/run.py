@@ -342,7 +342,8 @@ def section_throughput(suite: Suite) -> dict:
     note = (f"T is cut below the requested length where one call would exceed "
             f"{cfg.throughput_flop_cap:.2g} FLOPs (to fit the time budget). lstm-infer's run() "
             f"computes each layer's input projection for all steps with its single-threaded Numba "
-            f"kernel (matmat_acc), then loops the recurrence; it calls no BLAS")
+            f"kernel (matmat_acc; on a batch with AVX-512 and 64+ inputs, matmat_packed), then loops "
+            f"the recurrence; it calls no BLAS")
     return {"unit": "us per sequence step (call time / (B*T))", "engines": names, "rows": rows,
             "note": note}
 

@@ -249,3 +249,23 @@ def test_step_calls_the_compiled_entry_point_and_checks_what_it_passes(tmp_path)
         s.step(X[3], out=out)
     with pytest.raises(ValueError, match="writeable C-contiguous float32"):
         s.step(X[3], out=np.empty(m.output_size, np.float64))
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_packed_input_products_keep_batches_bit_identical(tmp_path, op):
+    """With 64+ inputs the batched input projections (W_ih in run() on a batch and in
+    streams(n), a Linear head in run()) go through matmat_packed on AVX-512 machines
+    (linalg.WIDE_VECTORS; matmat_acc elsewhere): same sums in the same order, so a batch's
+    sequences / a pool's streams stay bit-identical to lone ones, 5 rows = 4 + a remainder."""
+    g = stacked(tmp_path / "m.lstm", op, 64, 64, out=64)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = _x(12, 64, B=5) * 0.3
+    R = m.run(X)
+    for i in range(5):
+        assert np.abs(R[i] - run_reference(g["doc"], g["tensors"], X[i])).max() <= TOL
+        assert np.array_equal(R[i], m.run(X[i]))
+    pool, lone = m.streams(5), [m.stream() for _ in range(5)]
+    for t in range(12):
+        Y = pool.step(X[:, t])
+        for i in range(5):
+            assert np.array_equal(Y[i], lone[i].step(X[i, t]))

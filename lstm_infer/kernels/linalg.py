@@ -235,11 +235,96 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
                         p_off + npan * PANEL * rows, rows, rest, np.int64(0), rest)
 
 
+@njit(inline="always", **KERNEL)
+def _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows):
+    """a0..a3[j] += sum_k x[b + i, x_off + k] * P[k, j] for one packed panel P (rows, PANEL)
+    at w[base:]: four rows at a time, then the rest one by one (matvec_cols's order)."""
+    k = 0
+    while k + 4 <= rows:
+        xk = x_off + k
+        p0, p1, p2, p3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
+        q0, q1, q2, q3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
+        s0, s1, s2, s3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
+        t0, t1, t2, t3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
+        blk = w[base + k * PANEL:base + (k + 4) * PANEL]
+        for j in range(PANEL):
+            u = blk[j]
+            v = blk[PANEL + j]
+            y = blk[2 * PANEL + j]
+            z = blk[3 * PANEL + j]
+            a0[j] += p0 * u + p1 * v + p2 * y + p3 * z
+            a1[j] += q0 * u + q1 * v + q2 * y + q3 * z
+            a2[j] += s0 * u + s1 * v + s2 * y + s3 * z
+            a3[j] += t0 * u + t1 * v + t2 * y + t3 * z
+        k += 4
+    while k < rows:
+        xk = x_off + k
+        p0, q0, s0, t0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
+        blk = w[base + k * PANEL:base + (k + 1) * PANEL]
+        for j in range(PANEL):
+            u = blk[j]
+            a0[j] += p0 * u
+            a1[j] += q0 * u
+            a2[j] += s0 * u
+            a3[j] += t0 * u
+        k += 1
+
+
+@njit(**KERNEL)
+def matmat_packed2(out, o_off, x, x_off, w, p_off, rows, h, h_off, q_off, hrows, cols):
+    """out[b, o_off + j] += x[b] W + h[b] U for W (rows, cols) packed at w[p_off:] and U
+    (hrows, cols) packed at w[q_off:] (pack_panels), with x[b] = x[b, x_off:], h[b] =
+    h[b, h_off:]: an LSTM's input and recurrent products in one pass, the sums staying in
+    registers over both matrices. Per output the sums of matvec_cols over W, then over U,
+    in that order (bit-identical to the two mat-vecs of a step)."""
+    a0 = carray(_stack_f32(PANEL), PANEL)
+    a1 = carray(_stack_f32(PANEL), PANEL)
+    a2 = carray(_stack_f32(PANEL), PANEL)
+    a3 = carray(_stack_f32(PANEL), PANEL)
+    nb = x.shape[0]
+    npan = cols // PANEL
+    for q in range(npan):
+        base = p_off + q * rows * PANEL
+        hbase = q_off + q * hrows * PANEL
+        c = o_off + q * PANEL
+        b = 0
+        while b + 4 <= nb:
+            o0 = out[b, c:c + PANEL]
+            o1 = out[b + 1, c:c + PANEL]
+            o2 = out[b + 2, c:c + PANEL]
+            o3 = out[b + 3, c:c + PANEL]
+            for j in range(PANEL):
+                a0[j] = o0[j]
+                a1[j] = o1[j]
+                a2[j] = o2[j]
+                a3[j] = o3[j]
+            _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows)
+            _panel_acc4(a0, a1, a2, a3, h, b, h_off, w, hbase, hrows)
+            for j in range(PANEL):
+                o0[j] = a0[j]
+                o1[j] = a1[j]
+                o2[j] = a2[j]
+                o3[j] = a3[j]
+            b += 4
+        while b < nb:
+            o = out[b, c:c + PANEL]
+            matvec_cols(o, x[b, x_off:x_off + rows], w, base, rows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
+            matvec_cols(o, h[b, h_off:h_off + hrows], w, hbase, hrows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
+            b += 1
+    rest = cols - npan * PANEL
+    if rest > 0:
+        for b in range(nb):
+            o = out[b, o_off + npan * PANEL:o_off + cols]
+            matvec_cols(o, x[b, x_off:x_off + rows], w, p_off + npan * PANEL * rows, rows, rest, np.int64(0), rest)
+            matvec_cols(o, h[b, h_off:h_off + hrows], w, q_off + npan * PANEL * hrows, hrows, rest, np.int64(0), rest)
+
+
 @njit(**KERNEL)
 def matmat_w_hh(out, o_off, x, x_off, w, w_off, p_off, rows, cols):
     """A batch times a recurrent matrix: the packed kernel with AVX-512 (p_off >= 0), else
-    matmat_acc on the row-major copy at w[w_off:]. Same floats either way."""
-    if WIDE_VECTORS and p_off >= 0:
+    matmat_acc on the row-major copy at w[w_off:]. Same floats either way. Under PANEL
+    columns the packed kernel has no full panel and goes row by row, so matmat_acc."""
+    if WIDE_VECTORS and p_off >= 0 and cols >= PANEL:
         matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols)
     else:
         matmat_acc(out, o_off, x, x_off, w, w_off, rows, cols)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import SpecError
 
-PROG_WIDTH = 24  # int64 fields per program row; the widest op (LSTM) uses 21
+PROG_WIDTH = 24  # int64 fields per program row; the widest op (LSTM) uses 22
 OPCODE, IN, OUT = 0, 1, 2  # fields every row has: opcode, input offset, output offset
 MAX_SIZE = 1 << 20  # largest feature size we accept from a file
 

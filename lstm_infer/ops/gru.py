@@ -14,15 +14,16 @@ from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
-from .linear import project, seq_panels
-from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
+from .linear import arena_panels, project, seq_panels
+from .recurrent import CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
 
 OPCODE = 3
 # Row fields after IN, OUT. LBR: linear_before_reset; GX, GH, RH, ACC: scratch.
 # W_HH_PACKED: W_hh packed by linalg.pack_panels for the one-sequence mat-vec (-1 for int8
-# and for the reset-before form, whose mat-vec is split by columns).
+# and for the reset-before form, whose mat-vec is split by columns). W_IH_PACKED: W_ih packed
+# for the batched products (streams(n), run() on a batch; -1 without AVX-512 or for int8).
 (IN_SIZE, HIDDEN, LBR, W_IH, W_HH, B_IH, B_HH, STATE_H, GX, GH, RH, CFG, W_IH_SCALE,
- W_HH_SCALE, ACC, W_HH_PACKED) = range(3, 19)
+ W_HH_SCALE, ACC, W_HH_PACKED, W_IH_PACKED) = range(3, 20)
 
 
 def spec(a: dict) -> Signature:
@@ -45,7 +46,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         STATE_H: state["h"], GX: em.alloc(3 * H), GH: em.alloc(3 * H), RH: em.alloc(H),
         CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
         W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(3 * H),
-        W_HH_PACKED: packed_copy(em, node, "W_hh") if a.get("linear_before_reset", True) else -1}))
+        W_HH_PACKED: packed_copy(em, node, "W_hh") if a.get("linear_before_reset", True) else -1,
+        W_IH_PACKED: input_packed_copy(em, node)}))
 
 
 @njit(**KERNEL)
@@ -149,7 +151,7 @@ def step_streams(prog, r, w, mem, S):
     for b in range(n):
         set_bias(mem[b, gx0:gx0 + 3 * H], w, prog[r, B_IH], 3 * H)
         set_bias(mem[b, gh0:gh0 + 3 * H], w, prog[r, B_HH], 3 * H)
-    matmat_acc(mem, gx0, mem, i0, w, prog[r, W_IH], I, 3 * H)
+    matmat_w_hh(mem, gx0, mem, i0, w, prog[r, W_IH], prog[r, W_IH_PACKED], I, 3 * H)
     matmat_w_hh(mem, gh0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, 3 * H)
     for b in range(n):
         row = mem[b]
@@ -209,7 +211,10 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     H = a["hidden_size"]
     out = np.zeros((T, B, H), np.float32)
     row = plan.prog[plan.node_rows[node.name]]
-    gx = project(x, w["W_ih"], w.get("b_ih"), seq_panels(plan, node, "W_ih", x))
+    # one sequence (and Stream.step_many's chunks): seq_panels; a batch: the W_IH_PACKED copy
+    panels = (seq_panels(plan, node, "W_ih", x) if B == 1
+              else arena_panels(plan, row[W_IH_PACKED], w["W_ih"]))
+    gx = project(x, w["W_ih"], w.get("b_ih"), panels)
     gru_sequence(gx, plan.arena, row[W_HH], row[B_HH], row[W_HH_PACKED], state["h"],
                  int(a.get("linear_before_reset", True)),
                  bool(a.get("reverse")), lengths, plan.cfg[node.name], out)

@@ -21,7 +21,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import GATE_ACT_CODES
-from ..kernels.linalg import pack_panels
+from ..kernels.linalg import WIDE_VECTORS, pack_panels
 from .base import SpecError, boolean, number
 
 CFG_SIZE = 16
@@ -73,6 +73,25 @@ def packed_copy(em, node, role: str) -> int:
     if node.weights[role].dtype != np.float32:
         return -1
     return em.derived(node, role, "panels", pack_panels)
+
+
+PACKED_MIN_ROWS = 64
+
+
+def input_packed_copy(em, node, min_rows: int = PACKED_MIN_ROWS) -> int:
+    """Offset of W_ih packed for matmat_packed (run() on a batch, streams(n)), -1 where
+    that kernel is not used (int8, or no AVX-512: linalg.WIDE_VECTORS). The input product
+    of 32 sequences x T steps was the larger half of run()'s time with matmat_acc (LSTM
+    (256,512) B=32: 22.8 of 42 us per sequence-step at 46 GFLOP/s; the packed kernel runs
+    the recurrent product at ~105 GFLOP/s); W_ih costs its size once more in memory. Under
+    PACKED_MIN_ROWS inputs the packed kernel loses (2048 x 16 @ 16 x 256: 43 vs 56 GFLOP/s;
+    x 64 @ 64 x 512: 75 vs 61, x 256 @ 256 x 2048: 92 vs 47): -1 there too, unless
+    `min_rows` says otherwise (the LSTM's fused input + recurrent product, linalg.matmat_packed2,
+    wins at any size)."""
+    W = node.weights["W_ih"]
+    if not WIDE_VECTORS or W.dtype != np.float32 or W.shape[0] < min_rows:
+        return -1
+    return em.derived(node, "W_ih", "panels", pack_panels)
 
 
 @njit(**KERNEL)
