@@ -190,35 +190,7 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
                 a1[j] = o1[j]
                 a2[j] = o2[j]
                 a3[j] = o3[j]
-            k = 0
-            while k + 4 <= rows:
-                xk = x_off + k
-                p0, p1, p2, p3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
-                q0, q1, q2, q3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
-                s0, s1, s2, s3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
-                t0, t1, t2, t3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
-                blk = w[base + k * PANEL:base + (k + 4) * PANEL]
-                for j in range(PANEL):
-                    u = blk[j]
-                    v = blk[PANEL + j]
-                    y = blk[2 * PANEL + j]
-                    z = blk[3 * PANEL + j]
-                    a0[j] += p0 * u + p1 * v + p2 * y + p3 * z
-                    a1[j] += q0 * u + q1 * v + q2 * y + q3 * z
-                    a2[j] += s0 * u + s1 * v + s2 * y + s3 * z
-                    a3[j] += t0 * u + t1 * v + t2 * y + t3 * z
-                k += 4
-            while k < rows:
-                xk = x_off + k
-                p0, q0, s0, t0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
-                blk = w[base + k * PANEL:base + (k + 1) * PANEL]
-                for j in range(PANEL):
-                    u = blk[j]
-                    a0[j] += p0 * u
-                    a1[j] += q0 * u
-                    a2[j] += s0 * u
-                    a3[j] += t0 * u
-                k += 1
+            _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows)
             for j in range(PANEL):
                 o0[j] = a0[j]
                 o1[j] = a1[j]
