@@ -442,8 +442,8 @@ def _blocks(f: Figures, latest: dict) -> dict[str, str]:
         f"models): {f['chunk_onnxruntime_x']} against onnxruntime's sequence kernel (onnxruntime "
         f"is faster on {f['chunk_onnxruntime_ahead']} of them) and {f['chunk_torch-rnn_x']} against "
         f"PyTorch `nn.LSTM`/`nn.GRU` (PyTorch is faster on {f['chunk_torch-rnn_ahead']}). Each "
-        "step's recurrent mat-vec streams the weights from cache, which onnxruntime's MLAS kernels "
-        "do more efficiently.",
+        "step's recurrent mat-vec reads all of W_hh from cache; from hidden 128 that read runs at "
+        "about this machine's L2/L3 read rate (the GB/s column of the full tables).",
         f"* **Whole sequences** (`run()`): batch 1, {f['tp_b1_onnxruntime_x']} against onnxruntime "
         f"and {f['tp_b1_torch-rnn_x']} against PyTorch `nn.LSTM`/`nn.GRU`; batch 32, "
         f"{f['tp_b32_onnxruntime_x']} against onnxruntime and {f['tp_b32_torch-rnn_x']} against "
