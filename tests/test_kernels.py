@@ -200,10 +200,11 @@ def test_step_out_parameter_and_multiple_outputs(tmp_path):
 @pytest.mark.parametrize("op,kw", [("LSTM", {}), ("LSTM", {"proj": 3}), ("LSTM", {"bias": False}),
                                    ("GRU", {}), ("GRU", {"lbr": False}), ("RNN", {}),
                                    ("RNN", {"nonlinearity": "relu"})])
-@pytest.mark.parametrize("n", [1, 3, 9])
+@pytest.mark.parametrize("n", [1, 3, 9, 37])
 def test_pool_and_batched_run_are_bit_identical_per_stream(tmp_path, op, kw, n):
     """streams(n) and run() on a batch share weight loads across streams (matmat_acc); each
-    stream's arithmetic must stay exactly that of a lone stream / a lone sequence."""
+    stream's arithmetic must stay exactly that of a lone stream / a lone sequence. 37 streams:
+    two blocks of interpreter.STREAM_BLOCK, the second computing its gates in the first's rows."""
     stacked(tmp_path / "m.lstm", op, 5, 7, layers=2, **kw)
     m = lstm_infer.load(tmp_path / "m.lstm")
     X = _x(25, 5, B=n)
