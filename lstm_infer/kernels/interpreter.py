@@ -92,7 +92,7 @@ def _run_op_streams(prog, r, w, mem, S, tmp):
     if op == linear.OPCODE:
         done = linear.step_streams(prog, r, w, mem, S)
     elif op == lstm.OPCODE:
-        done = lstm.step_streams(prog, r, w, mem, S)
+        done = lstm.step_streams(prog, r, w, mem, S, tmp)
     elif op == gru.OPCODE:
         done = gru.step_streams(prog, r, w, mem, S, tmp)
     elif op == rnn.OPCODE:
