@@ -155,8 +155,7 @@ def step(prog, r, w, st, sc):
 def step_streams(prog, r, w, mem, S, tmp):
     """All streams at once (float weights): the mat-vecs as matmat_acc, bit-identical per
     stream to step(). Returns False (not handled) for int8 weights. Stream b's gates go to
-    row b of `tmp` (cache-resident rows shared by all blocks, as in ops/gru.py), and the
-    default cell is inlined (a call per stream, as in _batch_cells)."""
+    row b of `tmp` (cache-resident rows shared by all blocks, as in ops/gru.py)."""
     if prog[r, W_IH_SCALE] >= 0 or prog[r, W_HH_SCALE] >= 0 or prog[r, W_HR_SCALE] >= 0:
         return False
     n = mem.shape[0]
@@ -180,14 +179,10 @@ def step_streams(prog, r, w, mem, S, tmp):
     matmat_w_hh(tmp, g0, mem, i0, w, prog[r, W_IH], p_ih, I, 4 * H)
     matmat_w_hh(tmp, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
-    default = cfg[0] == 0
-    for b in range(n):
+    for b in range(n):  # a call per stream: the cell inlined here cost ~7 s of a cold compile
         row = mem[b]
         hout = row[hf0:hf0 + H] if P > 0 else row[h0:h0 + H]
-        if default:
-            _cell(tmp[b, g0:g0 + 4 * H], row[c0:c0 + H], hout, H)
-        else:
-            lstm_pointwise(tmp[b, g0:g0 + 4 * H], row[c0:c0 + H], hout, H, cfg, peep)
+        lstm_pointwise(tmp[b, g0:g0 + 4 * H], row[c0:c0 + H], hout, H, cfg, peep)
         if P > 0:
             set_bias(row[h0:h0 + P], w, np.int64(-1), P)
     if P > 0:
