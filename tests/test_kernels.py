@@ -200,10 +200,11 @@ def test_step_out_parameter_and_multiple_outputs(tmp_path):
 @pytest.mark.parametrize("op,kw", [("LSTM", {}), ("LSTM", {"proj": 3}), ("LSTM", {"bias": False}),
                                    ("GRU", {}), ("GRU", {"lbr": False}), ("RNN", {}),
                                    ("RNN", {"nonlinearity": "relu"})])
-@pytest.mark.parametrize("n", [1, 3, 9])
+@pytest.mark.parametrize("n", [1, 3, 9, 37])
 def test_pool_and_batched_run_are_bit_identical_per_stream(tmp_path, op, kw, n):
     """streams(n) and run() on a batch share weight loads across streams (matmat_acc); each
-    stream's arithmetic must stay exactly that of a lone stream / a lone sequence."""
+    stream's arithmetic must stay exactly that of a lone stream / a lone sequence. 37 streams:
+    two blocks of interpreter.STREAM_BLOCK, the second computing its gates in the first's rows."""
     stacked(tmp_path / "m.lstm", op, 5, 7, layers=2, **kw)
     m = lstm_infer.load(tmp_path / "m.lstm")
     X = _x(25, 5, B=n)
@@ -269,3 +270,27 @@ def test_packed_input_products_keep_batches_bit_identical(tmp_path, op):
         Y = pool.step(X[:, t])
         for i in range(5):
             assert np.array_equal(Y[i], lone[i].step(X[i, t]))
+
+
+@pytest.mark.parametrize("rows,cols", [(7, 16), (9, 40), (16, 5)])
+def test_narrow_matmat_is_bit_identical_to_lone_mat_vecs(rows, cols):
+    """linalg.matmat_narrow (the streams' Linear head under 64 outputs): whole 16-column
+    chunks of four vectors with sums in registers, the rest by matvec_cols; per vector the
+    floats of matvec_cols, 9 vectors = two fours + one, 40 columns = two chunks + 8."""
+    from lstm_infer.kernels.linalg import matmat_narrow, matvec_cols
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9, rows + 3)).astype(np.float32)
+    w = rng.standard_normal(2 + rows * cols).astype(np.float32)
+    out = rng.standard_normal((9, cols + 4)).astype(np.float32)
+    ref = out.copy()
+    matmat_narrow(out, np.int64(4), x, np.int64(3), w, np.int64(2), np.int64(rows), np.int64(cols))
+    for b in range(9):
+        matvec_cols(ref[b, 4:], x[b, 3:], w, np.int64(2), np.int64(rows), np.int64(cols), np.int64(0),
+                    np.int64(cols))
+    assert np.array_equal(out, ref)
+    start = rng.standard_normal((9, cols + 4)).astype(np.float32)  # the products themselves
+    got = start.copy()
+    matmat_narrow(got, np.int64(4), x, np.int64(3), w, np.int64(2), np.int64(rows), np.int64(cols))
+    W = w[2:].reshape(rows, cols).astype(np.float64)
+    np.testing.assert_allclose(got[:, 4:], start[:, 4:] + x[:, 3:] @ W, atol=1e-5)
+    assert np.array_equal(got[:, :4], start[:, :4])

@@ -81,18 +81,20 @@ def _run_op(prog, r, w, st, sc):
 
 
 @njit(inline="always", **KERNEL)
-def _run_op_streams(prog, r, w, mem, S):
+def _run_op_streams(prog, r, w, mem, S, tmp):
     """Op r for every stream (row of mem). Ops with a batched kernel (step_streams: the
     mat-vecs of all streams as one matmat_acc, each weight read once per four streams,
-    bit-identical per stream) use it when it applies; everything else runs stream by stream."""
+    bit-identical per stream) use it when it applies; everything else runs stream by stream.
+    tmp: rows (at least as many as mem's) whose scratch an op may use for any stream's
+    temporaries, the same rows for every block, so they stay in cache (ops/gru.py)."""
     op = prog[r, 0]
     done = False
     if op == linear.OPCODE:
         done = linear.step_streams(prog, r, w, mem, S)
     elif op == lstm.OPCODE:
-        done = lstm.step_streams(prog, r, w, mem, S)
+        done = lstm.step_streams(prog, r, w, mem, S, tmp)
     elif op == gru.OPCODE:
-        done = gru.step_streams(prog, r, w, mem, S)
+        done = gru.step_streams(prog, r, w, mem, S, tmp)
     elif op == rnn.OPCODE:
         done = rnn.step_streams(prog, r, w, mem, S)
     if not done:
@@ -180,10 +182,11 @@ def step_streams(prog, w, mem, x, y, check_finite):
         xb = x[b]
         for j in range(I):
             xin[j] = xb[j]
+    tmp = mem[:STREAM_BLOCK]
     for b0 in range(0, n, STREAM_BLOCK):
         blk = mem[b0:min(n, b0 + STREAM_BLOCK)]
         for r in range(1, prog[0, 0] + 1):
-            _run_op_streams(prog, r, w, blk, S)
+            _run_op_streams(prog, r, w, blk, S, tmp)
     for b in range(n):
         yout = mem[b, S + out0:S + out0 + O]
         yb = y[b]

@@ -152,9 +152,10 @@ def step(prog, r, w, st, sc):
 
 
 @njit(inline="always", **KERNEL)
-def step_streams(prog, r, w, mem, S):
+def step_streams(prog, r, w, mem, S, tmp):
     """All streams at once (float weights): the mat-vecs as matmat_acc, bit-identical per
-    stream to step(). Returns False (not handled) for int8 weights."""
+    stream to step(). Returns False (not handled) for int8 weights. Stream b's gates go to
+    row b of `tmp` (cache-resident rows shared by all blocks, as in ops/gru.py)."""
     if prog[r, W_IH_SCALE] >= 0 or prog[r, W_HH_SCALE] >= 0 or prog[r, W_HR_SCALE] >= 0:
         return False
     n = mem.shape[0]
@@ -171,20 +172,19 @@ def step_streams(prog, r, w, mem, S):
     p0 = prog[r, PEEPHOLE]
     peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
     for b in range(n):
-        set_bias(mem[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
+        set_bias(tmp[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
     # Not matmat_packed2 here: re-emitted into the interpreter it made a cold `lstm-infer
     # compile` 83.6 s CPU instead of 70.5 (69.8 before lstm_batch); W_ih packed from 64 inputs.
     p_ih = prog[r, W_IH_PACKED] if I >= PACKED_MIN_ROWS else np.int64(-1)
-    matmat_w_hh(mem, g0, mem, i0, w, prog[r, W_IH], p_ih, I, 4 * H)
-    matmat_w_hh(mem, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
+    matmat_w_hh(tmp, g0, mem, i0, w, prog[r, W_IH], p_ih, I, 4 * H)
+    matmat_w_hh(tmp, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
-    for b in range(n):
+    for b in range(n):  # a call per stream: the cell inlined here cost ~7 s of a cold compile
         row = mem[b]
+        hout = row[hf0:hf0 + H] if P > 0 else row[h0:h0 + H]
+        lstm_pointwise(tmp[b, g0:g0 + 4 * H], row[c0:c0 + H], hout, H, cfg, peep)
         if P > 0:
-            lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[hf0:hf0 + H], H, cfg, peep)
             set_bias(row[h0:h0 + P], w, np.int64(-1), P)
-        else:
-            lstm_pointwise(row[g0:g0 + 4 * H], row[c0:c0 + H], row[h0:h0 + H], H, cfg, peep)
     if P > 0:
         matmat_acc(mem, h0, mem, hf0, w, prog[r, W_HR], H, P)
     for b in range(n):
