@@ -165,6 +165,31 @@ def _has_wide_vectors() -> bool:
 WIDE_VECTORS = _has_wide_vectors()
 
 
+@njit(inline="always", **KERNEL)
+def _load4(out, b, c, n, a0, a1, a2, a3):
+    """Rows b..b+3 of out, columns [c, c+n), copied into the register-blocked sums a0..a3;
+    returns the four row views for _store4."""
+    o0 = out[b, c:c + n]
+    o1 = out[b + 1, c:c + n]
+    o2 = out[b + 2, c:c + n]
+    o3 = out[b + 3, c:c + n]
+    for j in range(n):
+        a0[j] = o0[j]
+        a1[j] = o1[j]
+        a2[j] = o2[j]
+        a3[j] = o3[j]
+    return o0, o1, o2, o3
+
+
+@njit(inline="always", **KERNEL)
+def _store4(o0, o1, o2, o3, a0, a1, a2, a3, n):
+    for j in range(n):
+        o0[j] = a0[j]
+        o1[j] = a1[j]
+        o2[j] = a2[j]
+        o3[j] = a3[j]
+
+
 @njit(**KERNEL)
 def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
     """matmat_acc for W packed by pack_panels at w[p_off:]: out[b, o_off + j] += sum_k
@@ -181,21 +206,9 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
         c = o_off + q * PANEL
         b = 0
         while b + 4 <= nb:
-            o0 = out[b, c:c + PANEL]
-            o1 = out[b + 1, c:c + PANEL]
-            o2 = out[b + 2, c:c + PANEL]
-            o3 = out[b + 3, c:c + PANEL]
-            for j in range(PANEL):
-                a0[j] = o0[j]
-                a1[j] = o1[j]
-                a2[j] = o2[j]
-                a3[j] = o3[j]
-            _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows)
-            for j in range(PANEL):
-                o0[j] = a0[j]
-                o1[j] = a1[j]
-                o2[j] = a2[j]
-                o3[j] = a3[j]
+            o0, o1, o2, o3 = _load4(out, b, c, PANEL, a0, a1, a2, a3)
+            _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, PANEL, rows, PANEL)
+            _store4(o0, o1, o2, o3, a0, a1, a2, a3, PANEL)
             b += 4
         while b < nb:
             matvec_cols(out[b, c:c + PANEL], x[b, x_off:x_off + rows], w, base, rows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
@@ -208,33 +221,39 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
 
 
 @njit(inline="always", **KERNEL)
-def _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows):
-    """a0..a3[j] += sum_k x[b + i, x_off + k] * P[k, j] for one packed panel P (rows, PANEL)
-    at w[base:]: four rows at a time, then the rest one by one (matvec_cols's order)."""
+def _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, stride, rows, n):
+    """a0..a3[j] += sum_k x[b + i, x_off + k] * w[base + k*stride + j], j < n: four vectors
+    times the rows of a matrix slice, four rows at a time, then the rest one by one
+    (matvec_cols's order). Shared by matmat_acc (a0..a3 are out's rows), matmat_packed/2
+    (one packed panel, stride = n = PANEL, sums in stack scratch) and matmat_narrow."""
     k = 0
     while k + 4 <= rows:
+        b0 = base + k * stride
+        r0 = w[b0:b0 + n]
+        r1 = w[b0 + stride:b0 + stride + n]
+        r2 = w[b0 + 2 * stride:b0 + 2 * stride + n]
+        r3 = w[b0 + 3 * stride:b0 + 3 * stride + n]
         xk = x_off + k
         p0, p1, p2, p3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
         q0, q1, q2, q3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
         s0, s1, s2, s3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
         t0, t1, t2, t3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
-        blk = w[base + k * PANEL:base + (k + 4) * PANEL]
-        for j in range(PANEL):
-            u = blk[j]
-            v = blk[PANEL + j]
-            y = blk[2 * PANEL + j]
-            z = blk[3 * PANEL + j]
+        for j in range(n):
+            u = r0[j]
+            v = r1[j]
+            y = r2[j]
+            z = r3[j]
             a0[j] += p0 * u + p1 * v + p2 * y + p3 * z
             a1[j] += q0 * u + q1 * v + q2 * y + q3 * z
             a2[j] += s0 * u + s1 * v + s2 * y + s3 * z
             a3[j] += t0 * u + t1 * v + t2 * y + t3 * z
         k += 4
     while k < rows:
+        r0 = w[base + k * stride:base + k * stride + n]
         xk = x_off + k
         p0, q0, s0, t0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
-        blk = w[base + k * PANEL:base + (k + 1) * PANEL]
-        for j in range(PANEL):
-            u = blk[j]
+        for j in range(n):
+            u = r0[j]
             a0[j] += p0 * u
             a1[j] += q0 * u
             a2[j] += s0 * u
@@ -261,22 +280,10 @@ def matmat_packed2(out, o_off, x, x_off, w, p_off, rows, h, h_off, q_off, hrows,
         c = o_off + q * PANEL
         b = 0
         while b + 4 <= nb:
-            o0 = out[b, c:c + PANEL]
-            o1 = out[b + 1, c:c + PANEL]
-            o2 = out[b + 2, c:c + PANEL]
-            o3 = out[b + 3, c:c + PANEL]
-            for j in range(PANEL):
-                a0[j] = o0[j]
-                a1[j] = o1[j]
-                a2[j] = o2[j]
-                a3[j] = o3[j]
-            _panel_acc4(a0, a1, a2, a3, x, b, x_off, w, base, rows)
-            _panel_acc4(a0, a1, a2, a3, h, b, h_off, w, hbase, hrows)
-            for j in range(PANEL):
-                o0[j] = a0[j]
-                o1[j] = a1[j]
-                o2[j] = a2[j]
-                o3[j] = a3[j]
+            o0, o1, o2, o3 = _load4(out, b, c, PANEL, a0, a1, a2, a3)
+            _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, PANEL, rows, PANEL)
+            _rows_acc4(a0, a1, a2, a3, h, b, h_off, w, hbase, PANEL, hrows, PANEL)
+            _store4(o0, o1, o2, o3, a0, a1, a2, a3, PANEL)
             b += 4
         while b < nb:
             o = out[b, c:c + PANEL]
@@ -317,39 +324,7 @@ def matmat_acc(out, o_off, x, x_off, w, w_off, rows, cols):
         o1 = out[b + 1, o_off:o_off + cols]
         o2 = out[b + 2, o_off:o_off + cols]
         o3 = out[b + 3, o_off:o_off + cols]
-        k = 0
-        while k + 4 <= rows:
-            b0 = w_off + k * cols
-            r0 = w[b0:b0 + cols]
-            r1 = w[b0 + cols:b0 + 2 * cols]
-            r2 = w[b0 + 2 * cols:b0 + 3 * cols]
-            r3 = w[b0 + 3 * cols:b0 + 4 * cols]
-            xk = x_off + k
-            a0, a1, a2, a3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
-            c0, c1, c2, c3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
-            d0, d1, d2, d3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
-            e0, e1, e2, e3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
-            for j in range(cols):
-                p = r0[j]
-                q = r1[j]
-                s = r2[j]
-                t = r3[j]
-                o0[j] += a0 * p + a1 * q + a2 * s + a3 * t
-                o1[j] += c0 * p + c1 * q + c2 * s + c3 * t
-                o2[j] += d0 * p + d1 * q + d2 * s + d3 * t
-                o3[j] += e0 * p + e1 * q + e2 * s + e3 * t
-            k += 4
-        while k < rows:
-            r0 = w[w_off + k * cols:w_off + (k + 1) * cols]
-            xk = x_off + k
-            a0, c0, d0, e0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
-            for j in range(cols):
-                p = r0[j]
-                o0[j] += a0 * p
-                o1[j] += c0 * p
-                o2[j] += d0 * p
-                o3[j] += e0 * p
-            k += 1
+        _rows_acc4(o0, o1, o2, o3, x, b, x_off, w, w_off, cols, rows, cols)
         b += 4
     while b < nb:
         matvec_cols(out[b, o_off:o_off + cols], x[b, x_off:x_off + rows], w, w_off, rows, cols, 0, cols)
@@ -378,53 +353,9 @@ def matmat_narrow(out, o_off, x, x_off, w, w_off, rows, cols):
     b = 0
     while b + 4 <= nb:
         for c in range(0, cols - cols % V, V):
-            o0 = out[b, o_off + c:o_off + c + V]
-            o1 = out[b + 1, o_off + c:o_off + c + V]
-            o2 = out[b + 2, o_off + c:o_off + c + V]
-            o3 = out[b + 3, o_off + c:o_off + c + V]
-            for j in range(V):
-                a0[j] = o0[j]
-                a1[j] = o1[j]
-                a2[j] = o2[j]
-                a3[j] = o3[j]
-            k = 0
-            while k + 4 <= rows:
-                b0 = w_off + k * cols + c
-                r0 = w[b0:b0 + V]
-                r1 = w[b0 + cols:b0 + cols + V]
-                r2 = w[b0 + 2 * cols:b0 + 2 * cols + V]
-                r3 = w[b0 + 3 * cols:b0 + 3 * cols + V]
-                xk = x_off + k
-                p0, p1, p2, p3 = x[b, xk], x[b, xk + 1], x[b, xk + 2], x[b, xk + 3]
-                c0, c1, c2, c3 = x[b + 1, xk], x[b + 1, xk + 1], x[b + 1, xk + 2], x[b + 1, xk + 3]
-                d0, d1, d2, d3 = x[b + 2, xk], x[b + 2, xk + 1], x[b + 2, xk + 2], x[b + 2, xk + 3]
-                e0, e1, e2, e3 = x[b + 3, xk], x[b + 3, xk + 1], x[b + 3, xk + 2], x[b + 3, xk + 3]
-                for j in range(V):
-                    p = r0[j]
-                    q = r1[j]
-                    s = r2[j]
-                    t = r3[j]
-                    a0[j] += p0 * p + p1 * q + p2 * s + p3 * t
-                    a1[j] += c0 * p + c1 * q + c2 * s + c3 * t
-                    a2[j] += d0 * p + d1 * q + d2 * s + d3 * t
-                    a3[j] += e0 * p + e1 * q + e2 * s + e3 * t
-                k += 4
-            while k < rows:
-                r0 = w[w_off + k * cols + c:w_off + k * cols + c + V]
-                xk = x_off + k
-                p0, c0, d0, e0 = x[b, xk], x[b + 1, xk], x[b + 2, xk], x[b + 3, xk]
-                for j in range(V):
-                    p = r0[j]
-                    a0[j] += p0 * p
-                    a1[j] += c0 * p
-                    a2[j] += d0 * p
-                    a3[j] += e0 * p
-                k += 1
-            for j in range(V):
-                o0[j] = a0[j]
-                o1[j] = a1[j]
-                o2[j] = a2[j]
-                o3[j] = a3[j]
+            o0, o1, o2, o3 = _load4(out, b, o_off + c, V, a0, a1, a2, a3)
+            _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, w_off + c, cols, rows, V)
+            _store4(o0, o1, o2, o3, a0, a1, a2, a3, V)
         b += 4
     rest = cols % V
     for i in range(nb):
@@ -484,6 +415,13 @@ def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
 @njit(**KERNEL)
 def set_bias(out, w, b_off, n):
     """out[:n] = bias, or zeros when b_off < 0 (no bias)."""
+    fill_bias(out, w, b_off, n)
+
+
+@njit(inline="always", **KERNEL)
+def fill_bias(out, w, b_off, n):
+    """set_bias inlined, for loops over many streams (a call per stream and vector cost
+    ~25 ns at 3H = 192, ops/gru.step_streams)."""
     if b_off < 0:
         for j in range(n):
             out[j] = np.float32(0.0)

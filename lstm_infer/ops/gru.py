@@ -12,7 +12,7 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake, mv, set_bias
+from ..kernels.linalg import fill_bias, matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake, mv, set_bias
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
 from .recurrent import CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
@@ -144,19 +144,6 @@ def step(prog, r, w, st, sc):
 
 
 @njit(inline="always", **KERNEL)
-def _fill_bias(out, w, off):
-    """linalg.set_bias inlined (a call per stream and vector cost ~25 ns at 3H=192)."""
-    n = out.shape[0]
-    if off >= 0:
-        b = w[off:off + n]
-        for j in range(n):
-            out[j] = b[j]
-    else:
-        for j in range(n):
-            out[j] = np.float32(0.0)
-
-
-@njit(inline="always", **KERNEL)
 def step_streams(prog, r, w, mem, S, tmp):
     """All streams at once for the reset-after form with float weights (matmat_acc,
     bit-identical per stream); returns False (not handled) otherwise.
@@ -183,8 +170,8 @@ def step_streams(prog, r, w, mem, S, tmp):
     bi = prog[r, B_IH]
     bh = prog[r, B_HH]
     for b in range(n):
-        _fill_bias(tmp[b, gx0:gx0 + G], w, bi)
-        _fill_bias(tmp[b, gh0:gh0 + G], w, bh)
+        fill_bias(tmp[b, gx0:gx0 + G], w, bi, G)
+        fill_bias(tmp[b, gh0:gh0 + G], w, bh, G)
     matmat_w_hh(tmp, gx0, mem, i0, w, prog[r, W_IH], prog[r, W_IH_PACKED], I, G)
     matmat_w_hh(tmp, gh0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, G)
     default = cfg[0] == 0
