@@ -2,7 +2,7 @@
 but the returned array (pass `out=` to avoid even that)."""
 from __future__ import annotations
 
-import weakref
+import copy
 
 import numpy as np
 
@@ -63,35 +63,41 @@ class _StepEntry:
         return cls.fn
 
 
-def _bound_step(stream: "Stream", run):
-    """Stream.step for the common case with everything it reads bound in a closure,
-    installed on the stream (it shadows the method) once the entry point is compiled.
+def _bound_step(stream: "Stream"):
+    """Stream.step for the common case with everything it reads bound in a closure; set on
+    each single-output stream (it shadows the method), so `f = stream.step` gets it too.
 
     Python's attribute and global look-ups were a sixth of a small model's step: LSTM(1,8)
-    1.31 -> 1.15 us, LSTM(16,64) 2.35 -> 2.16 us per call (thread time, A/B in one
-    process). Anything but a plain float32 vector (and a plain `out`) goes to the method,
-    which converts or refuses it. The stream is held weakly: the closure lives in the
-    stream's own __dict__, and a strong reference would make a cycle that only the
-    cyclic garbage collector frees (with the stream's memory)."""
+    1.31 -> 1.15 us, LSTM(16,64) 2.35 -> 2.1 us per call (thread time, A/B in one process).
+    Anything but a plain float32 vector (and a plain `out`) goes to the method, which
+    converts or refuses it; so does every call until the method has compiled the entry
+    point. The method runs on a shallow copy made before the closure is set, which shares
+    the stream's arrays: referring to the stream itself from a closure in its own __dict__
+    would make a cycle that only the cyclic garbage collector frees (with the memory)."""
     prog, w, mem, check = stream._prog, stream._w, stream._mem, stream._check
     xshape, yshape, n_out = stream._xshape, stream._yshape, stream.output_size
     ndarray, f32, empty = np.ndarray, _F32, np.empty
     general = Stream.step
-    owner = weakref.ref(stream)
+    same = copy.copy(stream)  # same arrays; its step is the method
+    run = None
 
     def step(x, out=None):
-        if x.__class__ is ndarray and x.dtype is f32 and x.shape == xshape and x.flags.c_contiguous:
+        nonlocal run
+        if (run is not None and x.__class__ is ndarray and x.dtype is f32 and x.shape == xshape
+                and x.flags.c_contiguous):
             if out is None:
                 y = empty(n_out, f32)
             elif (out.__class__ is ndarray and out.dtype is f32 and out.shape == yshape
                   and out.flags.c_contiguous and out.flags.writeable):
                 y = out
             else:
-                return general(owner(), x, out)
+                return general(same, x, out)
             if run(prog, w, mem, x, y, check):
-                return general(owner(), x, out)  # nothing was computed: the method refuses it
+                return general(same, x, out)  # nothing was computed: the method refuses it
             return y
-        return general(owner(), x, out)
+        y = general(same, x, out)
+        run = _StepEntry.fn
+        return y
 
     step.__doc__ = Stream.step.__doc__
     return step
@@ -148,6 +154,8 @@ class Stream(_StateBox):
             self._chunk_slots = [(*s.name.rsplit(".", 1), s.offset, s.size)
                                  for s in model.plan.state_slots]
             self._chunk_min = chunk_min(model.graph)
+        if self._single_output:
+            self.step = _bound_step(self)
 
     def step(self, x, out: np.ndarray | None = None) -> Output:
         """x (I,) -> y (O,). With `out` (float32, C-contiguous, shape (O,)) the result is
@@ -170,8 +178,6 @@ class Stream(_StateBox):
         code = run(self._prog, self._w, self._mem, x, y, self._check)  # one step
         if code:
             raise self._refused(code, x, "x")
-        if _StepEntry.fn is not None and self._single_output and "step" not in self.__dict__:
-            self.step = _bound_step(self, _StepEntry.fn)
         return y if (out is not None or self._single_output) else self.model._split(y)
 
     def _as_step_input(self, x) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""step() after the first call is a closure bound to the stream (lstm_infer/stream.py, _bound_step): it must
+"""step() is a closure bound to the stream (lstm_infer/stream.py, _bound_step): it must
 give the method's exact results and hand every other input to the method's checks."""
 import gc
 import weakref
@@ -20,8 +20,8 @@ def model(tmp_path_factory):
 
 def _bound(model):
     s = model.stream()
-    s.step(np.zeros(3, np.float32))
-    assert "step" in vars(s)  # the closure shadows the method from now on
+    assert "step" in vars(s)  # the closure shadows the method
+    s.step(np.zeros(3, np.float32))  # the first call compiles (or finds) the entry point
     s.reset()
     return s
 
@@ -81,3 +81,20 @@ def test_bound_stream_is_freed_without_the_cycle_collector(model):
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_step_fetched_once_keeps_working_and_shares_state(model):
+    x = np.ones(3, np.float32)
+    f = model.stream().step  # the stream itself is dropped at once
+    plain = model.stream()
+    for _ in range(3):
+        np.testing.assert_array_equal(f(x), Stream.step(plain, x))
+    s = model.stream()
+    s.step(x)
+    s.step(x)
+    after_two = s.get_state()
+    s.reset()
+    s.step(x)
+    assert not all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
+    s.step(x)
+    assert all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
