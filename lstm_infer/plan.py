@@ -19,6 +19,7 @@ import numpy as np
 from .errors import ModelFormatError
 from .graph import Graph, Node
 from .kernels.linalg import aligned
+from .kernels.q16 import q16_block
 from .ops import OPS
 from .ops.base import PROG_WIDTH
 from .ops.concat import copy_row
@@ -119,8 +120,13 @@ class _Arena:
         return self._derived[k]
 
     def scale(self, node: Node, role: str) -> int:
-        """Offset of the per-column scales of an int8 matrix, -1 for a float matrix."""
-        return self.weight(node, f"{role}.scale")
+        """Offset of the per-column scales of an int8 matrix, -1 for a float matrix. The
+        scales are followed by the matrix packed for the integer mat-vec (q16.q16_block):
+        the int8 weights held twice, the plain copy for matvec_q8 and the CUDA kernels."""
+        s = node.weights.get(f"{role}.scale")
+        if s is None:
+            return -1
+        return self.derived(s, "q16", lambda s: q16_block(node.weights[role], s))
 
     def build(self) -> np.ndarray:
         """The arena, on a cache line (linalg.aligned), so that the 64-byte offsets of its

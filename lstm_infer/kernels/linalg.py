@@ -11,6 +11,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import KERNEL
+from .q16 import matvec_q16
 
 # Columns per panel of a packed matrix (pack_panels): 64 float32 accumulators are 4 zmm or
 # 8 ymm registers, and a panel row is one 256-byte contiguous read.
@@ -405,10 +406,12 @@ def matvec_q8(out, x, w, q_off, s_off, rows, stride, c0, n, acc):
 
 @njit(**KERNEL)
 def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
-    """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix."""
+    """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix. int8: integer
+    dot products on its packed copy (kernels/q16.py; `acc` is q16.scratch_floats of scratch),
+    or, for an input that is not finite, matvec_q8 on the plain one at byte `off`."""
     if s_off < 0:
         matvec_cols(out, x, w, off, rows, stride, c0, n)
-    else:
+    elif not matvec_q16(out, x, w, s_off, rows, stride, c0, n, acc):
         matvec_q8(out, x, w, off, s_off, rows, stride, c0, n, acc)
 
 
