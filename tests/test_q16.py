@@ -67,8 +67,8 @@ def test_matvec_matches_float64_reference(rows, cols, c0, n):
 
 def test_extreme_inputs():
     """The largest int16 and int8 values everywhere (the overflow bound: 512 rows of
-    32767 * 127 per int32 block), an all-zero input, and a non-finite input, which has no
-    int16 scale and goes to the float kernel (nan and inf propagate as with fp32)."""
+    32767 * 127 per int32 block), an all-zero input, and non-finite or denormal inputs,
+    which have no int16 scale and go to the float kernel (nan and inf propagate as with fp32)."""
     rows, cols = 1024, 32
     Q = np.full((rows, cols), -127, np.int8)
     Q[::3] = 127
@@ -83,14 +83,17 @@ def test_extreme_inputs():
     out[:] = 1.0
     mv(out, np.zeros(rows, np.float32), w, q_off, s_off, rows, cols, 0, cols, acc)
     assert (out == 1.0).all()
-    for bad in (np.nan, np.inf):
-        x[5] = bad
+    for bad in (np.nan, np.inf, "tiny"):
+        if bad == "tiny":  # denormal: 32767 / max|x| is not a float32; the float kernel
+            x[:] = 1e-39
+        else:
+            x[5] = bad
         out[:] = 0.0
         mv(out, x, w, q_off, s_off, rows, cols, 0, cols, acc)
         ref = np.zeros(cols, np.float32)
         matvec_q8(ref, x, w, q_off, s_off, rows, cols, 0, cols, acc)
         np.testing.assert_array_equal(out, ref)
-        assert not np.isfinite(out).any()
+        assert (out != 0).all() if bad == "tiny" else not np.isfinite(out).any()
 
 
 def test_pack_layout():

@@ -13,8 +13,9 @@ scale, s_v = max|v| / 32767, q16 = rint(v / s_v) (relative error <= 1.5e-5 of ma
 orders below int8 weights' ~1e-3); the int32 sums are exact; then
 out[j] += (s[j] * s_v) * float32(acc[j]). |Q| <= 127 and |q16| <= 32767, so 256 pairs of
 rows (512 rows) sum to at most 512 * 32767 * 127 = 2,130,640,384 < 2^31 - 1: the int32 sums
-are flushed to `out` every BLOCK_PAIRS pairs. A non-finite v (inf, nan) has no int16 scale:
-the caller (linalg.mv) falls back to the float kernel, which propagates it.
+are flushed to `out` every BLOCK_PAIRS pairs. A non-finite v (inf, nan) has no int16 scale,
+nor has a v whose largest entry is under 1e-30 (32767 / max|v| overflows float32): the
+caller (linalg.mv) falls back to the float kernel, which propagates inf and nan as fp32 does.
 
 Layout of the packed copy (pack_pairs), built at load into the weight arena right after the
 matrix's scales (plan._Arena.scale): columns padded to a multiple of 16, rows to even;
@@ -192,7 +193,8 @@ def scratch_floats(node, n: int, *rows: int) -> int:
 def matvec_q16(out, x, w, s_off, rows, stride, c0, n, scratch):
     """out[j] += s[c0+j] * s_v * sum_k q16(x)[k] * Q[k, c0+j], j < n, for the int8 matrix
     Q (rows, stride) packed after its scales at w[s_off:] (q16_block). Returns False, having
-    done nothing, when x is not finite (no int16 scale; the caller uses the float kernel).
+    done nothing, when x is not finite or all below 1e-30 (no float32 int16 scale; the caller
+    uses the float kernel).
     `scratch`: scratch_floats(n, rows) floats."""
     m = np.float32(0.0)
     bad = False
@@ -200,10 +202,10 @@ def matvec_q16(out, x, w, s_off, rows, stride, c0, n, scratch):
         a = abs(x[k])
         bad |= not (a <= np.float32(3.0e38))
         m = max(m, a)
-    if bad:
-        return False
     if m == np.float32(0.0):
         return True  # every product is 0
+    if bad or m < np.float32(1e-30):  # 32767 / m would overflow float32 for denormal m
+        return False
     pairs = (rows + 1) // 2
     v16 = scratch.view(np.int16)
     inv = np.float32(Q16_MAX) / m
