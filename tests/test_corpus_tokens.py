@@ -135,14 +135,15 @@ def test_dksplit_converts_with_int8_lstm_weights(dksplit):
 
 
 # Measured on random character ids (13 seeds x T in 1, 5, 17, 40 x 3 sequences, 2457
-# positions): against the float twin the engine agrees to 9.1e-6 at most (exact int8
-# weights, float activations, different summation order); against onnxruntime on the
+# positions): against the float twin the engine agrees to 6.2e-4 at most (exact int8
+# weights; the integer mat-vec rounds each input vector to int16, lstm_infer/kernels/q16.py:
+# 6.4e-5 of the largest emission; 9.1e-6 with the earlier float dequantising kernel); against onnxruntime on the
 # quantized file the emissions (|y| up to 9.7) differ by at most 0.138 (1.9% of their
 # largest magnitude: onnxruntime's uint8 rounding of 768-wide activations through three
 # bidirectional layers), and their argmax (the split decision a user sees) agrees at 2456
 # of 2457 positions. The bounds keep a margin of ~3x (the verifier's relative tolerance,
 # onnx_verify.QUANT_REL_TOL = 5%, too).
-DKSPLIT_TWIN_TOL = 5e-5
+DKSPLIT_TWIN_TOL = 2e-3
 DKSPLIT_ABS_TOL = 0.4
 DKSPLIT_ARGMAX = 0.98
 

@@ -7,6 +7,7 @@ import lstm_infer
 from lstm_infer.builder import GraphBuilder
 from lstm_infer.errors import ModelFormatError
 from lstm_infer.quantize import quantize_file
+from test_q16 import q16_values
 
 TOL = 1e-5  # float32 sums of <= 24 unit-scale products against float64
 
@@ -39,14 +40,16 @@ def test_grouped_linear_all_paths(tmp_path, I, O, G, bias):
     np.testing.assert_allclose(np.array([s.step(x) for x in X[0]]), ref[0], atol=TOL)
     np.testing.assert_allclose(s.step_many(X[1]), ref[1], atol=TOL)
     np.testing.assert_allclose(m.streams(3).step(X[:, 0]), ref[:, 0], atol=TOL)
-    # int8: equal to the model of the dequantised weights (only summation order differs)
+    # int8: the same math in float64, each group's input quantised to int16 on its own (one
+    # integer mat-vec per group, tests/test_q16.py)
     quantize_file(p, tmp_path / "q.lstm", "int8")
     q = lstm_infer.load(tmp_path / "q.lstm")
     Wq = q.graph.nodes[0].weights["W"].astype(np.float64) * q.graph.nodes[0].weights["W.scale"]
-    refq = _reference(X, Wq, b, G)
+    Ig = I // G
+    Xq = np.concatenate([np.apply_along_axis(q16_values, -1, X[..., g * Ig:(g + 1) * Ig]) for g in range(G)], -1)
+    refq = _reference(Xq, Wq, b, G)
     np.testing.assert_allclose(q.run(X), refq, atol=1e-6)
     np.testing.assert_allclose(q.stream().step_many(X[2]), refq[2], atol=1e-6)
-
 
 def test_groups_must_divide_the_sizes(tmp_path):
     gb = GraphBuilder("x", 6)

@@ -5,7 +5,8 @@ Two kinds of check, for different bugs:
   (loose, 2e-3 / 2e-2: rounding the weights changes the function);
 * correctness of the kernels: a compressed model against the fp32 model built from its own
   *dequantised* weights (int8: q * per-column scale; fp16: the fp16 values widened). Both
-  compute the same function, so they must agree to float32 rounding (TIGHT below). A kernel
+  compute the same function, so they must agree to float32 rounding, and for int8 the int16
+  rounding of each mat-vec's input (TIGHT, TIGHT_INT8 below). A kernel
   that applies the wrong scale to a column passes the loose check and fails this one
   (test_tight_check_catches_wrong_scales).
 """
@@ -21,15 +22,25 @@ from lstm_infer.fileformat import read_model, write_model
 from lstm_infer.quantize import quantize_file, quantize_int8
 from builders import _u, add_recurrent, stacked
 
-# int8/fp16 model vs the fp32 model of its dequantised weights. Only the summation order
-# differs: the int8 kernels sum x*q over the inputs and multiply by the column's scale once,
-# s * sum(x * q), the fp32 kernels sum x * (q * s); fp16 weights are widened to float32 at
-# load and go through the fp32 kernels. Measured over 300-400 recurrent steps of
-# unit-scale input: int8 at most 1.5e-7 on the builder models (outputs ~0.1-0.4) and 4.2e-7
-# on the ONNX conversions (outputs up to 1; it stays below 5e-7 over 3000 steps), fp16 0
-# (bit-identical). 1e-6 is a few float32 ulps of a unit-scale output; the wrongly indexed
-# scales of test_tight_check_catches_wrong_scales move the outputs by 8e-4 to 5e-3.
+# int8/fp16 model vs the fp32 model of its dequantised weights. fp16 weights are widened to
+# float32 at load and go through the fp32 kernels: bit-identical (0), TIGHT is a few float32
+# ulps of a unit-scale output. int8 differs in one more rounding: the int8 mat-vec
+# (kernels/q16.py) quantises its input vector to int16 (one scale per call, max|v| / 32767)
+# and sums in integers, so each mat-vec input moves by up to 1.5e-5 of its largest entry.
+# Measured over 300-400 recurrent steps of unit-scale input: 2.0e-6 to 2.1e-5 on TIGHT_MODELS
+# (outputs ~0.1-0.5; the largest on the RNN, whose tanh state feeds back with no gate), 5.6e-6
+# on the torch GRU conversion, 6.6e-5 on the ONNX bidirectional LSTM (outputs up to 1). With
+# the float dequantising kernel it was at most 4.2e-7 (the summation order only). TIGHT_INT8
+# keeps 3x margin. It cannot catch a wrong scale by itself (the wrongly indexed scales of
+# test_tight_check_catches_wrong_scales move the outputs by 8e-4 to 5e-3), so that test
+# compares against the right model's own error, 2.3e-6..3.9e-6 there (200x and more below).
+# The integer kernel itself is checked to float32 rounding in tests/test_q16.py.
 TIGHT = 1e-6
+TIGHT_INT8 = 2e-4
+
+
+def tight(dtype: str) -> float:
+    return TIGHT_INT8 if dtype == "int8" else TIGHT
 
 
 def test_quantize_int8_per_column():
@@ -149,7 +160,7 @@ def test_convert_torch_with_dtype(tmp_path, dtype):
     # the converter's file computes exactly what its dequantised weights mean
     _dequantised(tmp_path / "m.lstm", tmp_path / "r.lstm")
     err = _tight_errors(m, lstm_infer.load(tmp_path / "r.lstm"), x[0].numpy())
-    assert max(err.values()) <= TIGHT, err
+    assert max(err.values()) <= tight(dtype), err
 
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +261,7 @@ def test_compressed_equals_its_dequantised_fp32(tmp_path, model, dtype):
     X = np.random.default_rng(1).standard_normal((400, q.input_size)).astype(np.float32)
     err = _tight_errors(q, ref, X, lengths=[60, 17, 1])
     assert set(err) >= {"run", "run batch"} | ({"step", "step_many", "streams"} if q.streamable else set())
-    assert max(err.values()) <= TIGHT, err
+    assert max(err.values()) <= tight(dtype), err
 
 
 def _with_scales(src, dst, tname: str, how: str) -> None:
@@ -280,11 +291,12 @@ def test_tight_check_catches_wrong_scales(tmp_path, tname, how):
     stacked(tmp_path / "f.lstm", "LSTM", 6, 24, layers=2)
     q, ref = _compressed_pair(tmp_path, "int8")
     X = np.random.default_rng(1).standard_normal((400, 6)).astype(np.float32)
-    assert max(_tight_errors(q, ref, X).values()) <= TIGHT  # the right scales pass
+    good = max(_tight_errors(q, ref, X).values())
+    assert good <= TIGHT_INT8  # the right scales pass
     _with_scales(tmp_path / "q.lstm", tmp_path / "bad.lstm", tname, how)
     bad = lstm_infer.load(tmp_path / "bad.lstm")
     err = _tight_errors(bad, ref, X)
-    assert min(err.values()) > 100 * TIGHT, err  # caught on run, batch, step, step_many, streams
+    assert min(err.values()) > 50 * good, err  # caught on run, batch, step, step_many, streams
     f = lstm_infer.load(tmp_path / "f.lstm")
     assert np.abs(bad.run(X) - f.run(X)).max() <= 2e-2  # ... which the loose check alone misses
 
@@ -305,4 +317,4 @@ def test_convert_onnx_with_dtype_equals_dequantised(tmp_path, case, dtype):
     _dequantised(tmp_path / "m.lstm", tmp_path / "r.lstm")
     X = np.random.default_rng(4).standard_normal((300, m.input_size)).astype(np.float32)
     err = _tight_errors(m, lstm_infer.load(tmp_path / "r.lstm"), X)
-    assert max(err.values()) <= TIGHT, err
+    assert max(err.values()) <= tight(dtype), err

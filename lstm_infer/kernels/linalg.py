@@ -11,6 +11,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import KERNEL
+from .q16 import matvec_q16
 
 # Columns per panel of a packed matrix (pack_panels): 64 float32 accumulators are 4 zmm or
 # 8 ymm registers, and a panel row is one 256-byte contiguous read.
@@ -69,11 +70,17 @@ def aligned(a: np.ndarray, align: int = 64) -> np.ndarray:
     zmm load then never straddles two lines). numpy's own arrays start 16 bytes past one
     here (malloc), so every panel row of a weight arena was read split: matvec_packed
     64x256 0.65 -> 0.52 us, 128x512 2.52 -> 2.34, 256x1024 10.6 -> 9.9 aligned."""
-    buf = np.empty(a.nbytes + align, np.uint8)
-    start = (-buf.ctypes.data) % align
-    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = aligned_empty(a.shape, a.dtype, align)
     out[...] = a
     return out
+
+
+def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array starting on an `align`-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(nbytes + align, np.uint8)
+    start = (-buf.ctypes.data) % align
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def pack_panels(W: np.ndarray) -> np.ndarray:
@@ -405,10 +412,12 @@ def matvec_q8(out, x, w, q_off, s_off, rows, stride, c0, n, acc):
 
 @njit(**KERNEL)
 def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
-    """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix."""
+    """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix. int8: integer
+    dot products on its packed copy (kernels/q16.py; `acc` is q16.scratch_floats of scratch),
+    or, for an input that is not finite, matvec_q8 on the plain one at byte `off`."""
     if s_off < 0:
         matvec_cols(out, x, w, off, rows, stride, c0, n)
-    else:
+    elif not matvec_q16(out, x, w, s_off, rows, stride, c0, n, acc):
         matvec_q8(out, x, w, off, s_off, rows, stride, c0, n, acc)
 
 

@@ -13,6 +13,7 @@ from numba import njit
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import fill_bias, matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake, mv, set_bias
+from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
 from .recurrent import CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
@@ -45,7 +46,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         W_HH: em.weight(node, "W_hh"), B_IH: em.weight(node, "b_ih"), B_HH: em.weight(node, "b_hh"),
         STATE_H: state["h"], GX: em.alloc(3 * H), GH: em.alloc(3 * H), RH: em.alloc(H),
         CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
-        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(3 * H),
+        W_HH_SCALE: em.scale(node, "W_hh"),
+        ACC: em.alloc(scratch_floats(node, 3 * H, a["input_size"], H)),
         W_HH_PACKED: packed_copy(em, node, "W_hh") if a.get("linear_before_reset", True) else -1,
         W_IH_PACKED: input_packed_copy(em, node)}))
 

@@ -15,6 +15,7 @@ from numba import njit
 from ..kernels import KERNEL
 from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_narrow, matmat_packed, matvec_packed, mv,
                               pack_panels, set_bias)
+from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .recurrent import PACKED_MIN_ROWS
 
@@ -45,7 +46,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
     em.add_row(new_row(OPCODE, {
         IN: ins[0], OUT: out, IN_SIZE: a["in_features"], OUT_SIZE: a["out_features"],
         W: em.weight(node, "W"), BIAS: em.weight(node, "bias"), W_SCALE: em.scale(node, "W"),
-        ACC: em.alloc(a["out_features"]), GROUPS: a.get("groups", 1),
+        ACC: em.alloc(scratch_floats(node, a["out_features"], a["in_features"])),
+        GROUPS: a.get("groups", 1),
         W_PACKED: em.derived(node, "W", "panels", pack_panels) if _packs(node) else -1}))
 
 

@@ -15,6 +15,7 @@ from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matmat_packed2, matmat_w_hh,
                               matvec_acc, matvec_packed, matvec_packed_snake, mv, set_bias)
+from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
 from .recurrent import PACKED_MIN_ROWS, CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
@@ -53,7 +54,8 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         GATES: em.alloc(4 * H), HFULL: em.alloc(H) if P else -1, CFG: em.cell_config(node),
         PEEPHOLE: em.weight(node, "peephole"), W_IH_SCALE: em.scale(node, "W_ih"),
         W_HH_SCALE: em.scale(node, "W_hh"), W_HR_SCALE: em.scale(node, "W_hr"),
-        ACC: em.alloc(4 * H), OUTPUT_CELL: int(bool(a.get("output_cell"))),
+        ACC: em.alloc(scratch_floats(node, 4 * H, a["input_size"], P or H, H)),
+        OUTPUT_CELL: int(bool(a.get("output_cell"))),
         W_HH_PACKED: packed_copy(em, node, "W_hh"),
         W_IH_PACKED: input_packed_copy(em, node, min_rows=1)}))
 

@@ -11,6 +11,7 @@ from numba import njit
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_tanh, gate_act
 from ..kernels.linalg import WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh, matvec_packed, mv, set_bias
+from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .linear import project
 from .recurrent import CFG_SIZE, check_options, full_length, packed_copy
@@ -40,7 +41,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         IN: ins[0], OUT: out, IN_SIZE: a["input_size"], HIDDEN: H, W_IH: em.weight(node, "W_ih"),
         W_HH: em.weight(node, "W_hh"), BIAS: em.weight(node, "bias"), STATE_H: state["h"],
         CFG: em.cell_config(node), W_IH_SCALE: em.scale(node, "W_ih"),
-        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(H),
+        W_HH_SCALE: em.scale(node, "W_hh"), ACC: em.alloc(scratch_floats(node, H, a["input_size"], H)),
         W_HH_PACKED: packed_copy(em, node, "W_hh")}))
 
 
