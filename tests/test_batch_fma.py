@@ -18,7 +18,7 @@ BATCH_FMA_TOL = 1e-5   # a batch's sequence against the same sequence run alone
 
 @pytest.mark.parametrize("rows,hrows,cols,nb", [(16, 64, 256, 32), (5, 20, 80, 7), (3, 9, 40, 6)])
 def test_fma_product_is_the_product(rows, hrows, cols, nb):
-    """out += x W + h U for packed W, U against float64: whole panels of four vectors, the
+    """out = bias + x W + h U for packed W, U against float64: whole panels of four vectors, the
     vectors past the last four (7, 6 = 4 + a remainder) and the columns past the last panel
     (80 = 64 + 16; 40: no full panel); W, U start past offset 0 of the arena."""
     rng = np.random.default_rng(5)
@@ -27,19 +27,19 @@ def test_fma_product_is_the_product(rows, hrows, cols, nb):
     x = rng.standard_normal((nb, rows)).astype(np.float32)
     h = rng.standard_normal((nb, hrows)).astype(np.float32)
     arena = np.concatenate([np.zeros(3, np.float32), pack_panels(W), pack_panels(U)])
-    out = rng.standard_normal((nb, cols)).astype(np.float32)
-    start = out.copy()
-    matmat_fma2(out, x, arena, np.int64(3), np.int64(rows), h, np.int64(3 + W.size),
+    bias = rng.standard_normal(cols).astype(np.float32)
+    out = np.full((nb, cols), np.nan, np.float32)  # written, not read
+    matmat_fma2(out, bias, x, arena, np.int64(3), np.int64(rows), h, np.int64(3 + W.size),
                 np.int64(hrows), np.int64(cols))
-    ref = start + x.astype(np.float64) @ W + h.astype(np.float64) @ U
+    ref = bias + x.astype(np.float64) @ W + h.astype(np.float64) @ U
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("I,H,B,kw", [(16, 64, 6, {}), (5, 20, 9, {}), (16, 16, 4, {"bias": False})])
 def test_lstm_batch_run_agrees_with_lone_sequences(tmp_path, I, H, B, kw):
-    """A batch (4H = 256, 80 = a panel + 16 columns, 64) through run() against each sequence
-    alone, against the float64 reference, and its last state through step(): chunks of a
-    stream started from the batch's state continue it as a lone stream does."""
+    """A batch (4H = 256, 80 = a panel + 16 columns, 64; B = 6, 9: fours + a remainder)
+    through run() against each sequence alone and against the float64 reference; a lone
+    sequence's run() stays exactly its step() calls."""
     g = stacked(tmp_path / "m.lstm", "LSTM", I, H, out=3, **kw)
     m = lstm_infer.load(tmp_path / "m.lstm")
     X = np.random.default_rng(2).standard_normal((B, 40, I)).astype(np.float32)

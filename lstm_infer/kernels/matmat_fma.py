@@ -48,11 +48,12 @@ def _fma_row(o, xr, w, base, stride, rows, n):
 
 
 @njit(**KERNEL)
-def matmat_fma2(out, x, w, p_off, rows, h, q_off, hrows, cols):
-    """out[b, j] += x[b] W + h[b] U for W (rows, cols) packed at w[p_off:] and U (hrows,
-    cols) at w[q_off:] (linalg.pack_panels): four vectors x one 64-column panel of sums in
-    registers over both matrices, each sum one FMA chain in k order. Vectors past the last
-    four and columns past the last full panel go one vector at a time, in the same order."""
+def matmat_fma2(out, bias, x, w, p_off, rows, h, q_off, hrows, cols):
+    """out[b, j] = bias[j] + x[b] W + h[b] U for W (rows, cols) packed at w[p_off:] and U
+    (hrows, cols) at w[q_off:] (linalg.pack_panels): four vectors x one 64-column panel of
+    sums in registers over both matrices, each sum one FMA chain in k order from the bias
+    (loaded into the registers, not first written to out). Vectors past the last four and
+    columns past the last full panel go one vector at a time, in the same order."""
     a0 = carray(_stack_f32(PANEL), PANEL)
     a1 = carray(_stack_f32(PANEL), PANEL)
     a2 = carray(_stack_f32(PANEL), PANEL)
@@ -64,6 +65,7 @@ def matmat_fma2(out, x, w, p_off, rows, h, q_off, hrows, cols):
         base = p_off + q * rows * PANEL
         hbase = q_off + q * hrows * PANEL
         c = q * PANEL
+        bq = bias[c:c + PANEL]
         b = 0
         while b + 4 <= nb:
             o0 = out[b, c:c + PANEL]
@@ -71,10 +73,10 @@ def matmat_fma2(out, x, w, p_off, rows, h, q_off, hrows, cols):
             o2 = out[b + 2, c:c + PANEL]
             o3 = out[b + 3, c:c + PANEL]
             for j in range(PANEL):
-                a0[j] = o0[j]
-                a1[j] = o1[j]
-                a2[j] = o2[j]
-                a3[j] = o3[j]
+                a0[j] = bq[j]
+                a1[j] = bq[j]
+                a2[j] = bq[j]
+                a3[j] = bq[j]
             _fma_rows4(a0, a1, a2, a3, x, b, np.int64(0), w, base, rows)
             _fma_rows4(a0, a1, a2, a3, h, b, np.int64(0), w, hbase, hrows)
             for j in range(PANEL):
@@ -85,6 +87,8 @@ def matmat_fma2(out, x, w, p_off, rows, h, q_off, hrows, cols):
             b += 4
         while b < nb:
             o = out[b, c:c + PANEL]
+            for j in range(PANEL):
+                o[j] = bq[j]
             _fma_row(o, x[b, :rows], w, base, pw, rows, pw)
             _fma_row(o, h[b, :hrows], w, hbase, pw, hrows, pw)
             b += 1
@@ -93,5 +97,7 @@ def matmat_fma2(out, x, w, p_off, rows, h, q_off, hrows, cols):
         c = npan * PANEL
         for b in range(nb):
             o = out[b, c:cols]
+            for j in range(rest):
+                o[j] = bias[c + j]
             _fma_row(o, x[b, :rows], w, p_off + c * rows, np.int64(rest), rows, rest)
             _fma_row(o, h[b, :hrows], w, q_off + c * hrows, np.int64(rest), hrows, rest)

@@ -249,13 +249,13 @@ def lstm_batch(x, bias, arena, p_ih, p_hh, w_ih, w_hh, w_hr, hs, cs, reverse, cf
     hp = hs
     for s in range(T):
         t = T - 1 - s if reverse else s
-        for b in range(B):
-            row = gb[b]
-            for j in range(G):
-                row[j] = bias[j]
         if G >= PANEL:
-            matmat_fma2(gb, x[t], arena, p_ih, I, hp, p_hh, R, G)
+            matmat_fma2(gb, bias, x[t], arena, p_ih, I, hp, p_hh, R, G)
         else:  # no full panel: matmat_fma2 would go row by row; 4 rows per weight pass here
+            for b in range(B):
+                row = gb[b]
+                for j in range(G):
+                    row[j] = bias[j]
             matmat_acc(gb, np.int64(0), x[t], np.int64(0), wih, np.int64(0), I, G)
             matmat_acc(gb, np.int64(0), hp, np.int64(0), whh, np.int64(0), R, G)
         if direct:
