@@ -13,8 +13,8 @@ import numpy as np
 from numba import njit
 
 from ..kernels import KERNEL
-from ..kernels.linalg import (NARROW, PANEL, WIDE_VECTORS, matmat_acc, matmat_narrow, matmat_packed, matvec_packed, mv,
-                              pack_panels, set_bias)
+from ..kernels.linalg import (NARROW, PANEL, WIDE_VECTORS, matmat_acc, matmat_narrow, matmat_packed,
+                              matvec_packed, mv, pack_panels, set_bias)
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row
 from .recurrent import PACKED_MIN_ROWS
 
