@@ -77,12 +77,17 @@ def run_graph(plan: Plan, graph, xt: np.ndarray, lengths: np.ndarray,
     if step >= T:
         return _run_block(plan, graph, xt, lengths, states)
     full = np.full(B, step, np.int64)
-    out = []
+    # the blocks go straight into a (B, T, O) array, returned as its (T, B, O) view: run() and
+    # step_many want (B, T, O) / (T, O), so no concatenation and no transposed copy after it
+    out = None
     for t0 in range(0, T, step):
         blk = np.ascontiguousarray(xt[t0:t0 + step])
-        out.append(_run_block(plan, graph, blk, full if blk.shape[0] == step else
-                              np.full(B, blk.shape[0], np.int64), states))
-    return np.concatenate(out, axis=0)
+        y = _run_block(plan, graph, blk, full if blk.shape[0] == step else
+                       np.full(B, blk.shape[0], np.int64), states)
+        if out is None:
+            out = np.empty((B, T, y.shape[-1]), y.dtype)
+        out[:, t0:t0 + blk.shape[0]] = y.transpose(1, 0, 2)
+    return out.transpose(1, 0, 2)
 
 
 def _run_block(plan: Plan, graph, xt: np.ndarray, lengths: np.ndarray, states: dict) -> np.ndarray:
@@ -94,6 +99,10 @@ def _run_block(plan: Plan, graph, xt: np.ndarray, lengths: np.ndarray, states: d
     for node in graph.nodes:
         ins = [values[v] for v in node.inputs]
         values[node.outputs[0]] = _run_node(plan, node, ins, lengths, states.get(node.name))
+    if len(graph.outputs) == 1:  # a node's own new array is returned as it is (no copy)
+        y = values[graph.outputs[0][0]]
+        if not np.may_share_memory(y, xt):
+            return y
     return np.concatenate([values[name] for name, _ in graph.outputs], axis=-1)
 
 

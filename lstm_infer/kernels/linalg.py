@@ -231,7 +231,7 @@ def matmat_packed(out, o_off, x, x_off, w, p_off, rows, cols):
 def _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, stride, rows, n):
     """a0..a3[j] += sum_k x[b + i, x_off + k] * w[base + k*stride + j], j < n: four vectors
     times the rows of a matrix slice, four rows at a time, then the rest one by one
-    (matvec_cols's order). Shared by matmat_acc (a0..a3 are out's rows), matmat_packed/2
+    (matvec_cols's order). Shared by matmat_acc (a0..a3 are out's rows), matmat_packed
     (one packed panel, stride = n = PANEL, sums in stack scratch) and matmat_narrow."""
     k = 0
     while k + 4 <= rows:
@@ -266,43 +266,6 @@ def _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, stride, rows, n):
             a2[j] += s0 * u
             a3[j] += t0 * u
         k += 1
-
-
-@njit(**KERNEL)
-def matmat_packed2(out, o_off, x, x_off, w, p_off, rows, h, h_off, q_off, hrows, cols):
-    """out[b, o_off + j] += x[b] W + h[b] U for W (rows, cols) packed at w[p_off:] and U
-    (hrows, cols) packed at w[q_off:] (pack_panels), with x[b] = x[b, x_off:], h[b] =
-    h[b, h_off:]: an LSTM's input and recurrent products in one pass, the sums staying in
-    registers over both matrices. Per output the sums of matvec_cols over W, then over U,
-    in that order (bit-identical to the two mat-vecs of a step)."""
-    a0 = carray(_stack_f32(PANEL), PANEL)
-    a1 = carray(_stack_f32(PANEL), PANEL)
-    a2 = carray(_stack_f32(PANEL), PANEL)
-    a3 = carray(_stack_f32(PANEL), PANEL)
-    nb = x.shape[0]
-    npan = cols // PANEL
-    for q in range(npan):
-        base = p_off + q * rows * PANEL
-        hbase = q_off + q * hrows * PANEL
-        c = o_off + q * PANEL
-        b = 0
-        while b + 4 <= nb:
-            o0, o1, o2, o3 = _load4(out, b, c, PANEL, a0, a1, a2, a3)
-            _rows_acc4(a0, a1, a2, a3, x, b, x_off, w, base, PANEL, rows, PANEL)
-            _rows_acc4(a0, a1, a2, a3, h, b, h_off, w, hbase, PANEL, hrows, PANEL)
-            _store4(o0, o1, o2, o3, a0, a1, a2, a3, PANEL)
-            b += 4
-        while b < nb:
-            o = out[b, c:c + PANEL]
-            matvec_cols(o, x[b, x_off:x_off + rows], w, base, rows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
-            matvec_cols(o, h[b, h_off:h_off + hrows], w, hbase, hrows, np.int64(PANEL), np.int64(0), np.int64(PANEL))
-            b += 1
-    rest = cols - npan * PANEL
-    if rest > 0:
-        for b in range(nb):
-            o = out[b, o_off + npan * PANEL:o_off + cols]
-            matvec_cols(o, x[b, x_off:x_off + rows], w, p_off + npan * PANEL * rows, rows, rest, np.int64(0), rest)
-            matvec_cols(o, h[b, h_off:h_off + hrows], w, q_off + npan * PANEL * hrows, hrows, rest, np.int64(0), rest)
 
 
 @njit(**KERNEL)

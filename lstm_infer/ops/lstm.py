@@ -13,8 +13,9 @@ from numba import njit
 
 from ..kernels import KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
-from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matmat_packed2, matmat_w_hh,
+from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh,
                               matvec_acc, matvec_packed, matvec_packed_snake, mv, set_bias)
+from ..kernels.matmat_fma import matmat_fma2
 from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
@@ -175,8 +176,9 @@ def step_streams(prog, r, w, mem, S, tmp):
     peep = w[p0:p0 + 3 * H] if p0 >= 0 else w[0:0]
     for b in range(n):
         set_bias(tmp[b, g0:g0 + 4 * H], w, prog[r, BIAS], 4 * H)
-    # Not matmat_packed2 here: re-emitted into the interpreter it made a cold `lstm-infer
-    # compile` 83.6 s CPU instead of 70.5 (69.8 before lstm_batch); W_ih packed from 64 inputs.
+    # Not a fused product of both matrices here (an earlier exact one, matmat_packed2,
+    # re-emitted into the interpreter made a cold `lstm-infer compile` 83.6 s CPU instead of
+    # 70.5); W_ih packed from 64 inputs.
     p_ih = prog[r, W_IH_PACKED] if I >= PACKED_MIN_ROWS else np.int64(-1)
     matmat_w_hh(tmp, g0, mem, i0, w, prog[r, W_IH], p_ih, I, 4 * H)
     matmat_w_hh(tmp, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
@@ -223,11 +225,14 @@ def _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out_t):
 def lstm_batch(x, bias, arena, p_ih, p_hh, w_ih, w_hh, w_hr, hs, cs, reverse, cfg, peep, out):
     """A batch of full-length sequences, x (T, B, I), with W_ih and W_hh packed at
     arena[p_ih:], arena[p_hh:] (AVX-512): each step's gates = bias + x[t] W_ih + h W_hh in one
-    matmat_packed2 pass, the same sums in the same order as step(). Replaces the projection
-    of all steps (a (T, B, 4H) array written, then read back) plus the recurrent product:
-    8-20% less time per block of 64 steps, B=32, than project + lstm_sequence (thread time,
-    interleaved: (1,8) 119 -> 95 ns per sequence-step, (16,64) 818 -> 723, (64,128) 3273 ->
-    2836). Under 64 gate columns (no full panel) two matmat_acc instead, same sums.
+    pass over both matrices. Replaces the projection of all steps (a (T, B, 4H) array
+    written, then read back) plus the recurrent product: 8-20% less time per block of 64
+    steps, B=32, than project + lstm_sequence (thread time, interleaved: (1,8) 119 -> 95 ns
+    per sequence-step, (16,64) 818 -> 723, (64,128) 3273 -> 2836). The pass is matmat_fma2,
+    one FMA chain per gate (not step()'s four-term partial sums, which spill registers):
+    within 1e-5 of lone sequences, not bit-identical; run() of LSTM (16,64)+Linear B=32
+    ~661 -> ~590 ns per sequence-step (thread time). Under 64 gate columns (no full panel) two
+    matmat_acc, step()'s sums exactly.
     hs, cs, w_hr, out as in lstm_sequence; w_ih (I, 4H), w_hh (R, 4H) row-major."""
     T, B, I = x.shape
     G = bias.shape[0]
@@ -239,18 +244,33 @@ def lstm_batch(x, bias, arena, p_ih, p_hh, w_ih, w_hh, w_hr, hs, cs, reverse, cf
     whh = w_hh.ravel()
     gb = np.empty((B, G), np.float32)
     hf = np.empty((B, H), np.float32)
+    # The default cell without projection writes h straight into the step's output rows and
+    # the next step reads it there (x_off 0 of rows R [+ H] long): no h copy per step, LSTM
+    # (16,64) B=32 ~2% of run() (thread time); hs gets the last h at the end.
+    direct = P == 0 and cfg[0] == 0
+    hp = hs
     for s in range(T):
         t = T - 1 - s if reverse else s
-        for b in range(B):
-            row = gb[b]
-            for j in range(G):
-                row[j] = bias[j]
         if G >= PANEL:
-            matmat_packed2(gb, np.int64(0), x[t], np.int64(0), arena, p_ih, I, hs, np.int64(0), p_hh, R, G)
-        else:  # no full panel: matmat_packed2 would go row by row; 4 rows per weight pass here
+            matmat_fma2(gb, bias, x[t], arena, p_ih, I, hp, p_hh, R, G)
+        else:  # no full panel: matmat_fma2 would go row by row; 4 rows per weight pass here
+            for b in range(B):
+                row = gb[b]
+                for j in range(G):
+                    row[j] = bias[j]
             matmat_acc(gb, np.int64(0), x[t], np.int64(0), wih, np.int64(0), I, G)
-            matmat_acc(gb, np.int64(0), hs, np.int64(0), whh, np.int64(0), R, G)
-        _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out[t])
+            matmat_acc(gb, np.int64(0), hp, np.int64(0), whh, np.int64(0), R, G)
+        if direct:
+            ot = out[t]
+            for b in range(B):
+                _cell(gb[b], cs[b], ot[b], H)
+            if ot.shape[1] > R:
+                ot[:, R:] = cs
+            hp = ot
+        else:
+            _batch_cells(gb, hs, cs, hf, whr, H, P, cfg, peep, out[t])
+    if direct and T > 0:
+        hs[:, :] = hp[:, :R]
 
 
 @njit(**KERNEL)
@@ -309,18 +329,20 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     x = ins[0]
     T, B, _ = x.shape
     H, P = a["hidden_size"], a.get("proj_size", 0)
-    out = np.zeros((T, B, (P or H) + (H if a.get("output_cell") else 0)), np.float32)
+    shape = (T, B, (P or H) + (H if a.get("output_cell") else 0))
     whr = w.get("W_hr", np.zeros((0, 0), np.float32))
     peep = w.get("peephole", np.zeros(0, np.float32))
     row = plan.prog[plan.node_rows[node.name]]
     if B > 1 and row[W_IH_PACKED] >= 0 and row[W_HH_PACKED] >= 0 and bool((lengths == T).all()):
         bias = w.get("bias")
+        out = np.empty(shape, np.float32)  # all written; np.zeros cleared 512 KB a block, (16,64)
         lstm_batch(np.ascontiguousarray(x), np.zeros(4 * H, np.float32) if bias is None else bias,
                    plan.arena, row[W_IH_PACKED], row[W_HH_PACKED], w["W_ih"], w["W_hh"],
                    np.ascontiguousarray(whr),
                    state["h"], state["c"], bool(a.get("reverse")), plan.cfg[node.name],
                    np.ascontiguousarray(peep), out)
         return out
+    out = np.zeros(shape, np.float32)
     # one sequence (and Stream.step_many's chunks): seq_panels; a batch: the W_IH_PACKED copy
     # from PACKED_MIN_ROWS inputs
     if B == 1:
