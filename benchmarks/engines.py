@@ -92,7 +92,7 @@ def thread_settings() -> dict:
     import numba
     out["lstm-infer"] = {"settings": "defaults", "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
                          "kernels": "single-threaded (no parallel=True kernels)",
-                         "input_projection": "run(): single-threaded Numba matmat_acc kernel "
+                         "input_projection": "run(): single-threaded Numba kernels "
                                              "(no BLAS call)"}
     return out
 

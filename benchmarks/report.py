@@ -154,7 +154,7 @@ def markdown(res: dict) -> str:
                                  f"{th['onnxruntime']['inter_op_num_threads']} inter-op, no spinning, "
                                  f"sequential" if "onnxruntime" in th else "n/a")
            + "; lstm-infer defaults (single-threaded Numba kernels; run() does its input "
-             "projections with the single-threaded Numba `matmat_acc` kernel, no BLAS).",
+             "projections with single-threaded Numba kernels, no BLAS).",
            "",
            "Same random weights in every engine (PyTorch default init, seed "
            f"{res['config']['seed']}); inputs standard normal; the Linear head has as many outputs as "
