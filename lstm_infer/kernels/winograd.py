@@ -37,6 +37,7 @@ from . import KERNEL
 from .conv_cell import FB, cell64, cell_block, permute_columns
 from .gemm_block import panel_rows1, panel_rows4
 from .linalg import _stack_f32
+from .wino_output import tile_gates
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
 BLOCK = 4       # tiles per register block (kernels/gemm_block.py)
@@ -49,7 +50,7 @@ OUT_TMP = TILE * TILE * PANEL
 # Interpolation points 0, 1, -1, 1/2, -2 and infinity: the gates' max abs error vs float64
 # measured 2.9e-6 against 6.5e-6 for the usual 0, +-1, +-2 (fp32 simulation, 17 channels
 # of unit data, weights +-1/sqrt(153); points 0, +-1, +-1/2 gave 6.9e-6). B^T and A^T of
-# these points are written out in _bt and _at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
+# these points are written out in _bt and in wino_output._Emit.at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
 # the last row (0, 0, 1)) is applied in float64 by transform_weights.
 POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
 _G = np.array([[a ** k / np.prod([a - b for b in POINTS if b != a]) for k in range(3)]
@@ -121,14 +122,6 @@ def _st6(a, base, stride, v):
 
 
 @njit(inline="always", **KERNEL)
-def _st4(a, base, stride, v, add):
-    a[base] = v[0] + add
-    a[base + stride] = v[1] + add
-    a[base + 2 * stride] = v[2] + add
-    a[base + 3 * stride] = v[3] + add
-
-
-@njit(inline="always", **KERNEL)
 def _bt(d):
     """B^T d for one line of 6 (points 0, 1, -1, 1/2, -2, infinity)."""
     return (d[0] - _1H * d[1] - _2 * d[2] + _1H * d[3] + d[4],
@@ -137,14 +130,6 @@ def _bt(d):
             _2 * (d[3] - d[1]) - d[2] + d[4],
             _H * (d[1] - d[3]) - d[2] + d[4],
             d[1] - _1H * d[2] - _2 * d[3] + _1H * d[4] + d[5])
-
-
-@njit(inline="always", **KERNEL)
-def _at(m):
-    """A^T m for one line of 6 -> 4."""
-    a, b = m[1] + m[2], m[1] - m[2]
-    return (a + m[0] + m[3] + m[4], b + _H * m[3] - _2 * m[4], a + _Q * m[3] + _4 * m[4],
-            b + _E * m[3] - _8 * m[4] + m[5])
 
 
 @njit(**KERNEL)
@@ -248,37 +233,8 @@ def output_tile(P, Mp, t, q, bias, tmp):
     """tmp[gate*256 + (r*4 + x)*16 + f] = (A^T m A)[r, x] + bias for tile t, panel q (4
     gates x 16 filters, kernels/conv_cell.py), m the 36 products P[(t*36 + p)*Mp + q*PANEL
     + 16*gate + f]: gate-major, so one gate of a tile row's 4 pixels is 64 contiguous floats
-    (conv_cell.cell64). The sums go to a stack array: stores straight into a gate frame
-    made LLVM give up vectorising (too many run-time alias checks; 1589 -> 75 us per 64x64
-    frame with _views6 and the tile-major products)."""
-    ps = Mp  # tile-major: with positions Tx*Mp apart (4 KB on 64x64) the 36 load streams
-    # shared L1 sets (170-300 -> 122 us per frame)
-    for g in range(4):
-        b0 = t * NPOS * Mp + q * PANEL + g * FB
-        bq = bias[q * PANEL + g * FB:q * PANEL + (g + 1) * FB]
-        m0 = _views6(P, b0, ps, FB)          # positions (0, 0..5)
-        m1 = _views6(P, b0 + 6 * ps, ps, FB)
-        m2 = _views6(P, b0 + 12 * ps, ps, FB)
-        m3 = _views6(P, b0 + 18 * ps, ps, FB)
-        m4 = _views6(P, b0 + 24 * ps, ps, FB)
-        m5 = _views6(P, b0 + 30 * ps, ps, FB)
-        o = g * TILE * TILE * FB
-        for j in range(FB):
-            a0 = _at(_at_j(m0, j))
-            a1 = _at(_at_j(m1, j))
-            a2 = _at(_at_j(m2, j))
-            a3 = _at(_at_j(m3, j))
-            a4 = _at(_at_j(m4, j))
-            a5 = _at(_at_j(m5, j))
-            bj = bq[j]
-            y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
-            y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
-            y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
-            y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
-            _st4(tmp, o + j, TILE * FB, y0, bj)          # x = 0, rows r = 0..3
-            _st4(tmp, o + FB + j, TILE * FB, y1, bj)
-            _st4(tmp, o + 2 * FB + j, TILE * FB, y2, bj)
-            _st4(tmp, o + 3 * FB + j, TILE * FB, y3, bj)
+    (conv_cell.cell64). The transform is LLVM IR (kernels/wino_output.py)."""
+    tile_gates(P, t * NPOS * Mp + q * PANEL, Mp, bias, q * PANEL, tmp)
 
 
 @njit(**KERNEL)

@@ -1,0 +1,82 @@
+"""The Winograd output transform of one 4x4 tile written as LLVM IR on vectors of 16
+filters (kernels/winograd.output_cell):
+
+    tmp[g*256 + (4r + x)*16 + f] = (A^T m_g A)[r, x] + bias[bo + 16g + f],
+    m_g[p] = P[pb + p*ps + 16g + f]  (36 positions p, 4 gates g, 16 filters f)
+
+The same operations in the same order as the Numba version it replaced (fused multiply-adds
+where LLVM contracted that one), so the same floats (tests/test_winograd.py). In Numba the
+tile's 36 array views per gate, each a slice with clamped bounds, and a vector loop of one
+iteration per gate cost more in address arithmetic and spills than the 544 vector
+operations per tile: 77 -> ~40 us of thread time per 64x64x16 frame (kernels/winograd.py).
+<16 x float> is one zmm with AVX-512 and two ymm with AVX2 (LLVM splits it).
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+FB = 16   # filters per gate block (kernels/conv_cell.FB)
+_F32 = ir.FloatType()
+_VEC = ir.VectorType(_F32, FB)
+_I64 = ir.IntType(64)
+
+
+def _splat(v: float):
+    return ir.Constant(_VEC, [float(np.float32(v))] * FB)
+
+
+class _Emit:
+    """<16 x float> loads, stores and A^T for one builder."""
+
+    def __init__(self, builder):
+        self.b = builder
+        self.fma_fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
+                                                     "llvm.fma.v16f32")
+
+    def fma(self, a, b, c):
+        return self.b.call(self.fma_fn, [a, b, c])
+
+    def load(self, base, off):
+        p = self.b.gep(base, [off], inbounds=True)
+        return self.b.load(self.b.bitcast(p, _VEC.as_pointer()), align=4, typ=_VEC)
+
+    def store(self, v, base, off):
+        p = self.b.gep(base, [off], inbounds=True)
+        self.b.store(v, self.b.bitcast(p, _VEC.as_pointer()), align=4)
+
+    def at(self, m):
+        """A^T m for one line of 6 -> 4 (points 0, 1, -1, 1/2, -2, infinity: winograd.POINTS),
+        operation for operation as the Numba _at it replaced."""
+        b_ = self.b
+        a, b = b_.fadd(m[1], m[2]), b_.fsub(m[1], m[2])
+        return (b_.fadd(b_.fadd(b_.fadd(a, m[0]), m[3]), m[4]),
+                self.fma(_splat(-2.0), m[4], self.fma(_splat(0.5), m[3], b)),
+                self.fma(_splat(4.0), m[4], self.fma(_splat(0.25), m[3], a)),
+                b_.fadd(self.fma(_splat(-8.0), m[4], self.fma(_splat(0.125), m[3], b)), m[5]))
+
+
+def _codegen(context, builder, sig, args):
+    P, pb, ps, bias, bo, tmp = args
+    pP, pbias, pt = [context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 3, 5)]
+    e = _Emit(builder)
+
+    def off(base, k):
+        return builder.add(base, ir.Constant(_I64, k)) if k else base
+
+    pos = [builder.add(pb, builder.mul(ir.Constant(_I64, p), ps)) for p in range(36)]
+    for g in range(4):
+        m = [e.load(pP, off(pos[p], FB * g)) for p in range(36)]
+        rows = [e.at(m[6 * a:6 * a + 6]) for a in range(6)]     # along the tile's columns
+        bg = e.load(pbias, off(bo, FB * g))
+        for x in range(4):
+            for r, v in enumerate(e.at([rows[a][x] for a in range(6)])):
+                e.store(builder.fadd(v, bg), pt, ir.Constant(_I64, g * 16 * FB + (4 * r + x) * FB))
+    return context.get_dummy_value()
+
+
+@intrinsic
+def tile_gates(typingctx, P, pb, ps, bias, bo, tmp):
+    """Gates of one tile and 64-column panel into tmp (1024 floats), see the module doc."""
+    return types.void(P, pb, ps, bias, bo, tmp), _codegen
