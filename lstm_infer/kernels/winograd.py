@@ -37,7 +37,7 @@ from . import KERNEL
 from .conv_cell import FB, cell64, cell_block, permute_columns
 from .gemm_block import panel_rows1, panel_rows4
 from .linalg import _stack_f32
-from .wino_output import tile_gates
+from .wino_ir import tile_gates, tile_input16
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
 BLOCK = 4       # tiles per register block (kernels/gemm_block.py)
@@ -50,7 +50,7 @@ OUT_TMP = TILE * TILE * PANEL
 # Interpolation points 0, 1, -1, 1/2, -2 and infinity: the gates' max abs error vs float64
 # measured 2.9e-6 against 6.5e-6 for the usual 0, +-1, +-2 (fp32 simulation, 17 channels
 # of unit data, weights +-1/sqrt(153); points 0, +-1, +-1/2 gave 6.9e-6). B^T and A^T of
-# these points are written out in _bt and in wino_output._Emit.at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
+# these points are written out in _bt and in wino_ir._Emit.at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
 # the last row (0, 0, 1)) is applied in float64 by transform_weights.
 POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
 _G = np.array([[a ** k / np.prod([a - b for b in POINTS if b != a]) for k in range(3)]
@@ -143,8 +143,14 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
     chunk (K <= 32) and koff = 0 a tile's 36 x 32 numbers go to V in one long vectorised
     copy instead of 36 copies of K = 17 that ran as scalar loops; the channels past Cs then
     hold garbage until input_transform_x writes them."""
-    tmp = carray(_stack_f32(IN_TMP), IN_TMP)
     rs = Ww * Cs
+    if Cs % FB == 0:  # whole vectors of 16 channels: LLVM IR (kernels/wino_ir.py)
+        for t in range(Tx):
+            b0 = (TILE * ty * Ww + TILE * t) * Cs
+            for c0 in range(0, Cs, FB):
+                tile_input16(src, b0 + c0, Cs, rs, V, t * NPOS * Kc + koff + c0, Kc)
+        return
+    tmp = carray(_stack_f32(IN_TMP), IN_TMP)
     for t in range(Tx):
         for c0 in range(0, Cs, CHUNK):
             n = min(CHUNK, Cs - c0)
@@ -233,7 +239,7 @@ def output_tile(P, Mp, t, q, bias, tmp):
     """tmp[gate*256 + (r*4 + x)*16 + f] = (A^T m A)[r, x] + bias for tile t, panel q (4
     gates x 16 filters, kernels/conv_cell.py), m the 36 products P[(t*36 + p)*Mp + q*PANEL
     + 16*gate + f]: gate-major, so one gate of a tile row's 4 pixels is 64 contiguous floats
-    (conv_cell.cell64). The transform is LLVM IR (kernels/wino_output.py)."""
+    (conv_cell.cell64). The transform is LLVM IR (kernels/wino_ir.py)."""
     tile_gates(P, t * NPOS * Mp + q * PANEL, Mp, bias, q * PANEL, tmp)
 
 

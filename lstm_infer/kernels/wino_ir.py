@@ -1,5 +1,5 @@
-"""The Winograd output transform of one 4x4 tile written as LLVM IR on vectors of 16
-filters (kernels/winograd.output_cell):
+"""The Winograd transforms of one tile written as LLVM IR on vectors of 16 channels or
+filters (kernels/winograd.py). The output transform (winograd.output_cell):
 
     tmp[g*256 + (4r + x)*16 + f] = (A^T m_g A)[r, x] + bias[bo + 16g + f],
     m_g[p] = P[pb + p*ps + 16g + f]  (36 positions p, 4 gates g, 16 filters f)
@@ -9,6 +9,12 @@ where LLVM contracted that one), so the same floats (tests/test_winograd.py). In
 tile's 36 array views per gate, each a slice with clamped bounds, and a vector loop of one
 iteration per gate cost more in address arithmetic and spills than the 544 vector
 operations per tile: 77 -> ~40 us of thread time per 64x64x16 frame (kernels/winograd.py).
+The input transform of 16 channels (winograd.input_transform, h on the benchmark frame):
+
+    V[vo + (6l + k)*kc + ch] = (B^T d B)[l, k],  d[i, j] = src[so + i*rs + j*cs + ch]
+
+straight from the padded frame to V, where the Numba version went through a stack array
+and a copy (48 -> ~20 us per 64x64x16 frame).
 <16 x float> is one zmm with AVX-512 and two ymm with AVX2 (LLVM splits it).
 """
 import numpy as np
@@ -55,6 +61,41 @@ class _Emit:
                 self.fma(_splat(-2.0), m[4], self.fma(_splat(0.5), m[3], b)),
                 self.fma(_splat(4.0), m[4], self.fma(_splat(0.25), m[3], a)),
                 b_.fadd(self.fma(_splat(-8.0), m[4], self.fma(_splat(0.125), m[3], b)), m[5]))
+
+
+    def bt(self, d):
+        """B^T d for one line of 6 (winograd._bt), operation for operation."""
+        b_ = self.b
+
+        def k(v):
+            return _splat(v)
+        return (b_.fadd(self.fma(k(1.5), d[3], self.fma(k(-2.0), d[2], self.fma(k(-1.5), d[1], d[0]))), d[4]),
+                b_.fadd(b_.fsub(self.fma(k(2.5), d[3], b_.fmul(k(0.5), d[2])), d[1]), d[4]),
+                b_.fadd(self.fma(k(0.5), d[3], self.fma(k(-2.5), d[2], d[1])), d[4]),
+                b_.fadd(self.fma(k(2.0), b_.fsub(d[3], d[1]), b_.fneg(d[2])), d[4]),
+                b_.fadd(self.fma(k(0.5), b_.fsub(d[1], d[3]), b_.fneg(d[2])), d[4]),
+                b_.fadd(self.fma(k(1.5), d[4], self.fma(k(-2.0), d[3], self.fma(k(-1.5), d[2], d[1]))), d[5]))
+
+
+def _input_codegen(context, builder, sig, args):
+    src, so, cs, rs, V, vo, kc = args
+    ps, pv = [context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 4)]
+    e = _Emit(builder)
+    mul, add = builder.mul, builder.add
+    rows = []
+    for i in range(6):
+        ri = add(so, mul(ir.Constant(_I64, i), rs))
+        rows.append(e.bt([e.load(ps, add(ri, mul(ir.Constant(_I64, j), cs))) for j in range(6)]))
+    for k in range(6):
+        for l, v in enumerate(e.bt([rows[i][k] for i in range(6)])):
+            e.store(v, pv, add(vo, mul(ir.Constant(_I64, 6 * l + k), kc)))
+    return context.get_dummy_value()
+
+
+@intrinsic
+def tile_input16(typingctx, src, so, cs, rs, V, vo, kc):
+    """B^T d B of one tile's 6x6 patch for 16 channels into V, see the module doc."""
+    return types.void(src, so, cs, rs, V, vo, kc), _input_codegen
 
 
 def _codegen(context, builder, sig, args):
