@@ -23,52 +23,50 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-FB = 16   # filters per gate block (kernels/conv_cell.FB)
+from .conv_cell import FB
 _F32 = ir.FloatType()
-_VEC = ir.VectorType(_F32, FB)
 _I64 = ir.IntType(64)
 
 
-def _splat(v: float):
-    return ir.Constant(_VEC, [float(np.float32(v))] * FB)
-
-
 class _Emit:
-    """<16 x float> loads, stores and A^T for one builder."""
+    """Loads, stores, A^T and B^T on values of `lanes` floats (16: one vector of channels or
+    filters; 1: scalars) for one builder."""
 
-    def __init__(self, builder):
+    def __init__(self, builder, lanes: int = FB):
         self.b = builder
-        self.fma_fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
-                                                     "llvm.fma.v16f32")
+        self.lanes = lanes
+        self.ty = _F32 if lanes == 1 else ir.VectorType(_F32, lanes)
+        name = "llvm.fma.f32" if lanes == 1 else f"llvm.fma.v{lanes}f32"
+        self.fma_fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
+
+    def k(self, v: float):
+        v = float(np.float32(v))
+        return ir.Constant(self.ty, v if self.lanes == 1 else [v] * self.lanes)
 
     def fma(self, a, b, c):
         return self.b.call(self.fma_fn, [a, b, c])
 
     def load(self, base, off):
         p = self.b.gep(base, [off], inbounds=True)
-        return self.b.load(self.b.bitcast(p, _VEC.as_pointer()), align=4, typ=_VEC)
+        return self.b.load(self.b.bitcast(p, self.ty.as_pointer()), align=4, typ=self.ty)
 
     def store(self, v, base, off):
         p = self.b.gep(base, [off], inbounds=True)
-        self.b.store(v, self.b.bitcast(p, _VEC.as_pointer()), align=4)
+        self.b.store(v, self.b.bitcast(p, self.ty.as_pointer()), align=4)
 
     def at(self, m):
         """A^T m for one line of 6 -> 4 (points 0, 1, -1, 1/2, -2, infinity: winograd.POINTS),
         operation for operation as the Numba _at it replaced."""
-        b_ = self.b
+        b_, k = self.b, self.k
         a, b = b_.fadd(m[1], m[2]), b_.fsub(m[1], m[2])
         return (b_.fadd(b_.fadd(b_.fadd(a, m[0]), m[3]), m[4]),
-                self.fma(_splat(-2.0), m[4], self.fma(_splat(0.5), m[3], b)),
-                self.fma(_splat(4.0), m[4], self.fma(_splat(0.25), m[3], a)),
-                b_.fadd(self.fma(_splat(-8.0), m[4], self.fma(_splat(0.125), m[3], b)), m[5]))
-
+                self.fma(k(-2.0), m[4], self.fma(k(0.5), m[3], b)),
+                self.fma(k(4.0), m[4], self.fma(k(0.25), m[3], a)),
+                b_.fadd(self.fma(k(-8.0), m[4], self.fma(k(0.125), m[3], b)), m[5]))
 
     def bt(self, d):
         """B^T d for one line of 6 (winograd._bt), operation for operation."""
-        b_ = self.b
-
-        def k(v):
-            return _splat(v)
+        b_, k = self.b, self.k
         return (b_.fadd(self.fma(k(1.5), d[3], self.fma(k(-2.0), d[2], self.fma(k(-1.5), d[1], d[0]))), d[4]),
                 b_.fadd(b_.fsub(self.fma(k(2.5), d[3], b_.fmul(k(0.5), d[2])), d[1]), d[4]),
                 b_.fadd(self.fma(k(0.5), d[3], self.fma(k(-2.5), d[2], d[1])), d[4]),
@@ -77,25 +75,33 @@ class _Emit:
                 b_.fadd(self.fma(k(1.5), d[4], self.fma(k(-2.0), d[3], self.fma(k(-1.5), d[2], d[1]))), d[5]))
 
 
-def _input_codegen(context, builder, sig, args):
-    src, so, cs, rs, V, vo, kc = args
-    ps, pv = [context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 4)]
-    e = _Emit(builder)
-    mul, add = builder.mul, builder.add
-    rows = []
-    for i in range(6):
-        ri = add(so, mul(ir.Constant(_I64, i), rs))
-        rows.append(e.bt([e.load(ps, add(ri, mul(ir.Constant(_I64, j), cs))) for j in range(6)]))
-    for k in range(6):
-        for l, v in enumerate(e.bt([rows[i][k] for i in range(6)])):
-            e.store(v, pv, add(vo, mul(ir.Constant(_I64, 6 * l + k), kc)))
-    return context.get_dummy_value()
+def _input_codegen(lanes):
+    def codegen(context, builder, sig, args):
+        src, so, cs, rs, V, vo, kc = args
+        ps, pv = [context.make_array(sig.args[i])(context, builder, args[i]).data for i in (0, 4)]
+        e = _Emit(builder, lanes)
+        mul, add = builder.mul, builder.add
+        rows = []
+        for i in range(6):
+            ri = add(so, mul(ir.Constant(_I64, i), rs))
+            rows.append(e.bt([e.load(ps, add(ri, mul(ir.Constant(_I64, j), cs))) for j in range(6)]))
+        for k in range(6):
+            for l, v in enumerate(e.bt([rows[i][k] for i in range(6)])):
+                e.store(v, pv, add(vo, mul(ir.Constant(_I64, 6 * l + k), kc)))
+        return context.get_dummy_value()
+    return codegen
 
 
 @intrinsic
 def tile_input16(typingctx, src, so, cs, rs, V, vo, kc):
     """B^T d B of one tile's 6x6 patch for 16 channels into V, see the module doc."""
-    return types.void(src, so, cs, rs, V, vo, kc), _input_codegen
+    return types.void(src, so, cs, rs, V, vo, kc), _input_codegen(FB)
+
+
+@intrinsic
+def tile_input1(typingctx, src, so, cs, rs, V, vo, kc):
+    """tile_input16 for one channel (scalars: the frame's input, often 1 channel)."""
+    return types.void(src, so, cs, rs, V, vo, kc), _input_codegen(1)
 
 
 def _codegen(context, builder, sig, args):
