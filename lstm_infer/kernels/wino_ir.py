@@ -15,7 +15,8 @@ The input transform of 16 channels (winograd.input_transform, h on the benchmark
 
 straight from the padded frame to V, where the Numba version went through a stack array
 and a copy (48 -> ~20 us per 64x64x16 frame).
-<16 x float> is one zmm with AVX-512 and two ymm with AVX2 (LLVM splits it).
+<16 x float> is one zmm with AVX-512 and two ymm with AVX2 (LLVM splits it); multiply-adds
+are llvm.fmuladd, fused where the target has FMA (kernels/gemm_block.py).
 """
 import numpy as np
 from llvmlite import ir
@@ -36,7 +37,7 @@ class _Emit:
         self.b = builder
         self.lanes = lanes
         self.ty = _F32 if lanes == 1 else ir.VectorType(_F32, lanes)
-        name = "llvm.fma.f32" if lanes == 1 else f"llvm.fma.v{lanes}f32"
+        name = "llvm.fmuladd.f32" if lanes == 1 else f"llvm.fmuladd.v{lanes}f32"
         self.fma_fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
 
     def k(self, v: float):
