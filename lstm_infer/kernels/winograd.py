@@ -10,7 +10,7 @@ outputs are A^T m A. That is 36 multiplications per 16 outputs instead of 144: o
 
 F(2x2, 3x3) (16 per 4 outputs, 2.25x fewer) would be near fp32-exact, but 2.25x on the
 convolutions cannot reach the goal; F(4x4, 3x3) loses about one digit (see POINTS): on
-the benchmark frame the gates' max abs error vs float64 is 2.4e-6 (fp32 direct 2.5e-7),
+the benchmark frame the gates' max abs error vs float64 is 2.5e-6 (fp32 direct 2.5e-7),
 h's 1e-6 after the cell (tests/test_winograd.py).
 
 Work goes one row of tiles at a time (4 output rows), so the transformed tiles V
@@ -20,13 +20,15 @@ use it. Gate columns are padded to Mp = 64-column panels as in the direct kernel
 
 Where a step's time goes (64x64x1 frame, 16 filters, thread time per frame on the shared
 AMD EPYC with AVX-512, each part timed alone over the 16 tile rows): h and x padding
-7 us, input transform of h 40 and of x 17, products 250 (10.0M multiply-adds, 40 GMAC/s:
-about 70% of the FMA peak; with K = 17 rows per register block its fixed cost, ~150
-cycles to zero, store and copy 16 zmm of sums, is a third of the time: K = 64 runs at
-87%), output transform fused with the cell 135 (the cell is compute-bound: ~70 vector
-operations per 16 values, 5 clamped rational functions and 2 divisions); ~490 us per
-step in all (650 before the fused cell, 1119 direct). The same kernels compiled for AVX2
-(NUMBA_CPU_NAME=haswell) measured the same within noise on this machine.
+7 us, input transform of h 24 and of x 19, products 184 (10.0M multiply-adds, 54 GMAC/s,
+near the FMA peak: the register block's sums stay in registers, kernels/gemm_block.py;
+with them in a stack array 244 us), output transform + cell 113 (transform ~15, written
+as LLVM IR in kernels/wino_ir.py; the cell ~95, compute-bound: ~70 vector operations
+per 16 values, 5 clamped rational functions and 2 divisions); ~310 us for the op and
+~367 per Stream.step (the copies of the output frame and the cache misses they cause),
+against 430 / 490 before the IR kernels, 650 before the fused cell, 1119 direct. Compiled
+for AVX2 (NUMBA_CPU_NAME=haswell with the avx512 features off: NUMBA_CPU_NAME alone keeps
+the host's AVX-512) the products take 206 us (328 with the stack array).
 """
 from __future__ import annotations
 
@@ -142,9 +144,11 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
     with positions Kc = channels rounded up to CHUNK apart (padded_channels), so with one
     chunk (K <= 32) and koff = 0 a tile's 36 x 32 numbers go to V in one long vectorised
     copy instead of 36 copies of K = 17 that ran as scalar loops; the channels past Cs then
-    hold garbage until input_transform_x writes them."""
+    hold garbage until input_transform_x writes them. Whole vectors of 16 channels (h of
+    the benchmark frame) skip all that: LLVM IR straight from src into V
+    (wino_ir.tile_input16, 42.8 -> 22.0 us per 64x64x16 frame)."""
     rs = Ww * Cs
-    if Cs % FB == 0:  # whole vectors of 16 channels: LLVM IR (kernels/wino_ir.py)
+    if Cs % FB == 0:
         for t in range(Tx):
             b0 = (TILE * ty * Ww + TILE * t) * Cs
             for c0 in range(0, Cs, FB):
@@ -226,7 +230,7 @@ def products(V, K, Kc, Tx, w, u_off, P, Mp):
     """P[(t*36 + p)*Mp + j] = sum_k V[(t*36 + p)*Kc + k] * U[q, p, k, j - q*PANEL] for the 36
     positions p, U at w[u_off:] (transform_weights). Four tiles x one panel of sums stay in
     registers over the K rows and go straight to P (kernels/gemm_block.py: with the sums in
-    a stack array, as linalg.panel_block_acc keeps them, 247 us per 64x64 frame, 189 here;
+    a stack array, as linalg.panel_block_acc keeps them, 244 us per 64x64 frame, 181 here;
     the same floats, the same order of fused multiply-adds)."""
     for q in range(Mp // PANEL):
         for p in range(NPOS):

@@ -26,7 +26,8 @@ the benchmark's frame), so going further needs fewer multiplications, not a bett
 So 3x3 kernels with stride 1 and no dilation (any pads: both convolutions are then
 'valid' ones of (Ho+2, Wo+2) frames) take Winograd F(4x4, 3x3) over [h | x]
 (kernels/winograd.py, _step_winograd), with the cell fused into the output transform:
-1094 -> 650 -> ~490 us of thread time per benchmark frame; the row's WH_PACKED is -1 and
+1094 -> 650 -> ~490 -> ~367 us of thread time per benchmark frame (Stream.step; the last
+step: the products' microkernel and the tile transforms as LLVM IR); the row's WH_PACKED is -1 and
 WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
