@@ -73,6 +73,7 @@ CASES = [  # H, W, C, F, pads (top, left, bottom, right)
     (5, 6, 2, 3, (1, 1, 1, 1)),      # 'same', partial tiles
     (9, 7, 1, 2, (0, 0, 0, 0)),      # 'valid'
     (6, 11, 20, 17, (2, 0, 1, 1)),   # asymmetric pads, two 32-channel chunks, two panels
+    (7, 17, 16, 32, (1, 1, 1, 1)),   # h as two 16-channel vectors (wino_ir), 4 + 1 tiles, two panels
 ]
 
 
