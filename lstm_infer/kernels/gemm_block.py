@@ -48,6 +48,11 @@ def _codegen(rows):
         splat = ir.Constant(ir.VectorType(ir.IntType(32), vw), [0] * vw)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                              f"llvm.fmuladd.v{vw}f32")
+
+        def at(base, i, j):  # pointer to float base[i + j], j a constant, as a vector pointer
+            p = builder.gep(base, [builder.add(i, ir.Constant(i64, j))], inbounds=True)
+            return builder.bitcast(p, vptr)
+
         for g0 in range(0, per_row, group):
             accs = [[cgutils.alloca_once(builder, vec) for _ in range(group)] for _ in range(rows)]
             for row in accs:
@@ -56,23 +61,20 @@ def _codegen(rows):
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
                 wrow = builder.add(wo, builder.mul(k, ir.Constant(i64, PANEL)))
-                wv = []
-                for c in range(group):
-                    p = builder.gep(pw, [builder.add(wrow, ir.Constant(i64, (g0 + c) * vw))], inbounds=True)
-                    wv.append(builder.load(builder.bitcast(p, vptr), align=4, typ=vec))
+                wv = [builder.load(at(pw, wrow, (g0 + c) * vw), align=4, typ=vec) for c in range(group)]
                 for b in range(rows):
                     xi = builder.add(builder.add(xo, builder.mul(ir.Constant(i64, b), xs)), k)
                     s = builder.load(builder.gep(px, [xi], inbounds=True), typ=f32)
-                    sv = builder.shuffle_vector(builder.insert_element(ir.Constant(vec, ir.Undefined), s,
-                                                                       ir.Constant(ir.IntType(32), 0)),
-                                                ir.Constant(vec, ir.Undefined), splat)
+                    undef = ir.Constant(vec, ir.Undefined)
+                    one = builder.insert_element(undef, s, ir.Constant(ir.IntType(32), 0))
+                    sv = builder.shuffle_vector(one, undef, splat)  # s in every lane
                     for c in range(group):
-                        builder.store(builder.call(fma, [sv, wv[c], builder.load(accs[b][c], typ=vec)]), accs[b][c])
+                        acc = builder.load(accs[b][c], typ=vec)
+                        builder.store(builder.call(fma, [sv, wv[c], acc]), accs[b][c])
             for b in range(rows):
                 ob = builder.add(o, builder.mul(ir.Constant(i64, b), os_))
                 for c in range(group):
-                    p = builder.gep(pout, [builder.add(ob, ir.Constant(i64, (g0 + c) * vw))], inbounds=True)
-                    builder.store(builder.load(accs[b][c], typ=vec), builder.bitcast(p, vptr), align=4)
+                    builder.store(builder.load(accs[b][c], typ=vec), at(pout, ob, (g0 + c) * vw), align=4)
         return context.get_dummy_value()
     return codegen
 

@@ -106,7 +106,7 @@ def _run_op_streams(prog, r, w, mem, S, tmp):
 def _all_finite(x):
     """No NaN or Inf in x: none has all 8 exponent bits set. Counting those is an integer
     reduction LLVM vectorises; the early-exit isfinite loop ran scalar (a 64x64 ConvLSTM
-    frame, 4096 floats: 11.3 -> ~1 us of thread time per step)."""
+    frame, 4096 floats: 2.26 -> 0.26 us of thread time, called from compiled code)."""
     bits = x.ravel().view(np.uint32)
     bad = np.uint32(0)
     for i in range(bits.size):

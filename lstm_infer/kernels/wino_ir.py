@@ -38,7 +38,8 @@ class _Emit:
         self.lanes = lanes
         self.ty = _F32 if lanes == 1 else ir.VectorType(_F32, lanes)
         name = "llvm.fmuladd.f32" if lanes == 1 else f"llvm.fmuladd.v{lanes}f32"
-        self.fma_fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
+        fnty = ir.FunctionType(self.ty, [self.ty] * 3)
+        self.fma_fn = cgutils.get_or_insert_function(builder.module, fnty, name)
 
     def k(self, v: float):
         v = float(np.float32(v))
@@ -67,13 +68,13 @@ class _Emit:
 
     def bt(self, d):
         """B^T d for one line of 6 (winograd._bt), operation for operation."""
-        b_, k = self.b, self.k
-        return (b_.fadd(self.fma(k(1.5), d[3], self.fma(k(-2.0), d[2], self.fma(k(-1.5), d[1], d[0]))), d[4]),
-                b_.fadd(b_.fsub(self.fma(k(2.5), d[3], b_.fmul(k(0.5), d[2])), d[1]), d[4]),
-                b_.fadd(self.fma(k(0.5), d[3], self.fma(k(-2.5), d[2], d[1])), d[4]),
-                b_.fadd(self.fma(k(2.0), b_.fsub(d[3], d[1]), b_.fneg(d[2])), d[4]),
-                b_.fadd(self.fma(k(0.5), b_.fsub(d[1], d[3]), b_.fneg(d[2])), d[4]),
-                b_.fadd(self.fma(k(1.5), d[4], self.fma(k(-2.0), d[3], self.fma(k(-1.5), d[2], d[1]))), d[5]))
+        b_, k, fma = self.b, self.k, self.fma
+        return (b_.fadd(fma(k(1.5), d[3], fma(k(-2.0), d[2], fma(k(-1.5), d[1], d[0]))), d[4]),
+                b_.fadd(b_.fsub(fma(k(2.5), d[3], b_.fmul(k(0.5), d[2])), d[1]), d[4]),
+                b_.fadd(fma(k(0.5), d[3], fma(k(-2.5), d[2], d[1])), d[4]),
+                b_.fadd(fma(k(2.0), b_.fsub(d[3], d[1]), b_.fneg(d[2])), d[4]),
+                b_.fadd(fma(k(0.5), b_.fsub(d[1], d[3]), b_.fneg(d[2])), d[4]),
+                b_.fadd(fma(k(1.5), d[4], fma(k(-2.0), d[3], fma(k(-1.5), d[2], d[1]))), d[5]))
 
 
 def _input_codegen(lanes):
@@ -85,7 +86,8 @@ def _input_codegen(lanes):
         rows = []
         for i in range(6):
             ri = add(so, mul(ir.Constant(_I64, i), rs))
-            rows.append(e.bt([e.load(ps, add(ri, mul(ir.Constant(_I64, j), cs))) for j in range(6)]))
+            rows.append(e.bt([e.load(ps, add(ri, mul(ir.Constant(_I64, j), cs)))
+                              for j in range(6)]))
         for k in range(6):
             for l, v in enumerate(e.bt([rows[i][k] for i in range(6)])):
                 e.store(v, pv, add(vo, mul(ir.Constant(_I64, 6 * l + k), kc)))

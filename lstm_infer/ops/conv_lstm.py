@@ -26,9 +26,9 @@ the benchmark's frame), so going further needs fewer multiplications, not a bett
 So 3x3 kernels with stride 1 and no dilation (any pads: both convolutions are then
 'valid' ones of (Ho+2, Wo+2) frames) take Winograd F(4x4, 3x3) over [h | x]
 (kernels/winograd.py, _step_winograd), with the cell fused into the output transform:
-1094 -> 650 -> ~490 -> ~367 us of thread time per benchmark frame (Stream.step; the last
-step: the products' microkernel and the tile transforms as LLVM IR); the row's WH_PACKED is -1 and
-WX_PACKED holds the transformed weights. Other kernels stay direct.
+1094 -> 650 -> ~490 -> ~370 us of thread time per benchmark frame (Stream.step; the last
+step: the products' microkernel and the tile transforms as LLVM IR); the row's WH_PACKED is
+-1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
 
@@ -301,8 +301,9 @@ def _step_winograd(prog, r, w, sc, h, c, cfg, out):
         winograd.input_transform_x(xp, Ww, C, ty, Tx, V, Kc, F)
         winograd.products(V, K, Kc, Tx, w, prog[r, WINO_U], Pr, Mp)
         winograd.output_cell(Pr, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg)
-        # the output is h: copied row by row while in cache (a copy of the whole frame
-        # after the step cost ~23 us per 64x64x16 frame, h read back from L3)
+        # the output is h: copied row by row while in cache, not as a whole frame after
+        # the step (that copy alone measured 13-23 us per 64x64x16 frame, from L3; the row
+        # copies were not timed apart)
         lo, hi = 4 * ty * Wo * F, min(4 * ty + 4, Ho) * Wo * F
         ho, oo = h[lo:hi], out[lo:hi]
         for j in range(hi - lo):
