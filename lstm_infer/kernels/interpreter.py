@@ -22,7 +22,6 @@ Dispatch is one line per op. The recurrent cells', Linear's and Concat's step ke
 cost ~6 s of the first-use compile (45.5 -> 40 s, numba compile events) while a call costs
 silero-vad's 38 us frame no measurable time.
 """
-import math
 
 import numpy as np
 
@@ -105,10 +104,14 @@ def _run_op_streams(prog, r, w, mem, S, tmp):
 
 @njit(**KERNEL)
 def _all_finite(x):
-    for v in x.ravel():
-        if not math.isfinite(v):
-            return False
-    return True
+    """No NaN or Inf in x: none has all 8 exponent bits set. Counting those is an integer
+    reduction LLVM vectorises; the early-exit isfinite loop ran scalar (a 64x64 ConvLSTM
+    frame, 4096 floats: 2.26 -> 0.26 us of thread time, called from compiled code)."""
+    bits = x.ravel().view(np.uint32)
+    bad = np.uint32(0)
+    for i in range(bits.size):
+        bad += (bits[i] & np.uint32(0x7F800000)) == np.uint32(0x7F800000)
+    return bad == 0
 
 
 @njit(**KERNEL)

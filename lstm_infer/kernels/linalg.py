@@ -409,9 +409,9 @@ def fill_bias(out, w, b_off, n):
 def panel_block_acc(acc, x, xb, xs, nb, w, wb, K):
     """acc[b*PANEL + j] += sum_k x[xb + b*xs + k] * w[wb + k*PANEL + j], j < PANEL, for b < nb
     (nb = 4, or 1 at a row's end): four input rows x one packed 64-column panel of sums kept
-    in registers over the K rows (16 zmm with AVX-512). Shared by the ConvLSTM's direct
-    convolution (ops/conv_lstm._conv_acc) and its Winograd products (kernels/winograd.py);
-    inlined, so each keeps its own compiled loop."""
+    in registers over the K rows (16 zmm with AVX-512), for the ConvLSTM's direct
+    convolution (ops/conv_lstm._conv_acc). (The Winograd products, with only K = C + F
+    rows per block, use kernels/gemm_block.py, which skips this stack array.)"""
     if nb == 4:
         x0 = x[xb:xb + K]
         x1 = x[xb + xs:xb + xs + K]

@@ -10,7 +10,7 @@ outputs are A^T m A. That is 36 multiplications per 16 outputs instead of 144: o
 
 F(2x2, 3x3) (16 per 4 outputs, 2.25x fewer) would be near fp32-exact, but 2.25x on the
 convolutions cannot reach the goal; F(4x4, 3x3) loses about one digit (see POINTS): on
-the benchmark frame the gates' max abs error vs float64 is 2.4e-6 (fp32 direct 2.5e-7),
+the benchmark frame the gates' max abs error vs float64 is 2.5e-6 (fp32 direct 2.5e-7),
 h's 1e-6 after the cell (tests/test_winograd.py).
 
 Work goes one row of tiles at a time (4 output rows), so the transformed tiles V
@@ -20,13 +20,15 @@ use it. Gate columns are padded to Mp = 64-column panels as in the direct kernel
 
 Where a step's time goes (64x64x1 frame, 16 filters, thread time per frame on the shared
 AMD EPYC with AVX-512, each part timed alone over the 16 tile rows): h and x padding
-7 us, input transform of h 40 and of x 17, products 250 (10.0M multiply-adds, 40 GMAC/s:
-about 70% of the FMA peak; with K = 17 rows per register block its fixed cost, ~150
-cycles to zero, store and copy 16 zmm of sums, is a third of the time: K = 64 runs at
-87%), output transform fused with the cell 135 (the cell is compute-bound: ~70 vector
-operations per 16 values, 5 clamped rational functions and 2 divisions); ~490 us per
-step in all (650 before the fused cell, 1119 direct). The same kernels compiled for AVX2
-(NUMBA_CPU_NAME=haswell) measured the same within noise on this machine.
+7 us, input transform of h 24 and of x 19, products 184 (10.0M multiply-adds, 54 GMAC/s,
+near the FMA peak: the register block's sums stay in registers, kernels/gemm_block.py;
+with them in a stack array 244 us), output transform + cell 113 (transform ~15, written
+as LLVM IR in kernels/wino_ir.py; the cell ~95, compute-bound: ~70 vector operations
+per 16 values, 5 clamped rational functions and 2 divisions); ~310 us for the op and
+~367 per Stream.step (the copies of the output frame and the cache misses they cause),
+against 430 / 490 before the IR kernels, 650 before the fused cell, 1119 direct. Compiled
+for AVX2 (NUMBA_CPU_NAME=haswell with the avx512 features off: NUMBA_CPU_NAME alone keeps
+the host's AVX-512) the products take 206 us (328 with the stack array).
 """
 from __future__ import annotations
 
@@ -35,11 +37,12 @@ from numba import carray, njit
 
 from . import KERNEL
 from .conv_cell import FB, cell64, cell_block, permute_columns
-from .linalg import _stack_f32, panel_block_acc
+from .gemm_block import panel_rows1, panel_rows4
+from .linalg import _stack_f32
+from .wino_ir import tile_gates, tile_input1, tile_input16
 
 PANEL = 64      # gate columns per panel: four output tiles x 64 sums = 16 zmm
-BLOCK = 4       # tiles per register block
-ACC = BLOCK * PANEL
+BLOCK = 4       # tiles per register block (kernels/gemm_block.py)
 TILE = 4        # output pixels per tile side
 NPOS = 36       # 6 x 6 transformed positions per tile
 CHUNK = 32      # channels per input-transform pass (a stack array of 36 x CHUNK)
@@ -49,7 +52,7 @@ OUT_TMP = TILE * TILE * PANEL
 # Interpolation points 0, 1, -1, 1/2, -2 and infinity: the gates' max abs error vs float64
 # measured 2.9e-6 against 6.5e-6 for the usual 0, +-1, +-2 (fp32 simulation, 17 channels
 # of unit data, weights +-1/sqrt(153); points 0, +-1, +-1/2 gave 6.9e-6). B^T and A^T of
-# these points are written out in _bt and _at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
+# these points are written out in _bt and in wino_ir._Emit.at; G (row j: a_j^k / prod_{l != j}(a_j - a_l),
 # the last row (0, 0, 1)) is applied in float64 by transform_weights.
 POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
 _G = np.array([[a ** k / np.prod([a - b for b in POINTS if b != a]) for k in range(3)]
@@ -121,14 +124,6 @@ def _st6(a, base, stride, v):
 
 
 @njit(inline="always", **KERNEL)
-def _st4(a, base, stride, v, add):
-    a[base] = v[0] + add
-    a[base + stride] = v[1] + add
-    a[base + 2 * stride] = v[2] + add
-    a[base + 3 * stride] = v[3] + add
-
-
-@njit(inline="always", **KERNEL)
 def _bt(d):
     """B^T d for one line of 6 (points 0, 1, -1, 1/2, -2, infinity)."""
     return (d[0] - _1H * d[1] - _2 * d[2] + _1H * d[3] + d[4],
@@ -137,14 +132,6 @@ def _bt(d):
             _2 * (d[3] - d[1]) - d[2] + d[4],
             _H * (d[1] - d[3]) - d[2] + d[4],
             d[1] - _1H * d[2] - _2 * d[3] + _1H * d[4] + d[5])
-
-
-@njit(inline="always", **KERNEL)
-def _at(m):
-    """A^T m for one line of 6 -> 4."""
-    a, b = m[1] + m[2], m[1] - m[2]
-    return (a + m[0] + m[3] + m[4], b + _H * m[3] - _2 * m[4], a + _Q * m[3] + _4 * m[4],
-            b + _E * m[3] - _8 * m[4] + m[5])
 
 
 @njit(**KERNEL)
@@ -157,9 +144,17 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
     with positions Kc = channels rounded up to CHUNK apart (padded_channels), so with one
     chunk (K <= 32) and koff = 0 a tile's 36 x 32 numbers go to V in one long vectorised
     copy instead of 36 copies of K = 17 that ran as scalar loops; the channels past Cs then
-    hold garbage until input_transform_x writes them."""
-    tmp = carray(_stack_f32(IN_TMP), IN_TMP)
+    hold garbage until input_transform_x writes them. Whole vectors of 16 channels (h of
+    the benchmark frame) skip all that: LLVM IR straight from src into V
+    (wino_ir.tile_input16, 42.8 -> 22.0 us per 64x64x16 frame)."""
     rs = Ww * Cs
+    if Cs % FB == 0:
+        for t in range(Tx):
+            b0 = (TILE * ty * Ww + TILE * t) * Cs
+            for c0 in range(0, Cs, FB):
+                tile_input16(src, b0 + c0, Cs, rs, V, t * NPOS * Kc + koff + c0, Kc)
+        return
+    tmp = carray(_stack_f32(IN_TMP), IN_TMP)
     for t in range(Tx):
         for c0 in range(0, Cs, CHUNK):
             n = min(CHUNK, Cs - c0)
@@ -201,8 +196,16 @@ def input_transform(src, Ww, Cs, ty, Tx, V, Kc, koff):
 def input_transform_x(src, Ww, Cs, ty, Tx, V, Kc, koff):
     """input_transform for the frame's few input channels (often 1), one scalar channel at a
     time: the vectorised form's per-tile setup cost 35 us per 64x64 frame for 1 channel,
-    against 17 us here."""
+    against 17 us here; below 16 channels as LLVM IR on scalars (wino_ir.tile_input1), whose
+    straight-line code beat the Numba loop's by 7 us per frame (29.8 -> 22.9 us in 16 calls
+    from Python, thread time)."""
     rs = Ww * Cs
+    if Cs < FB:
+        for t in range(Tx):
+            b0 = (TILE * ty * Ww + TILE * t) * Cs
+            for c in range(Cs):
+                tile_input1(src, b0 + c, Cs, rs, V, t * NPOS * Kc + koff + c, Kc)
+        return
     for t in range(Tx):
         for c in range(Cs):
             b = src[(TILE * ty * Ww + TILE * t) * Cs + c:]
@@ -226,24 +229,21 @@ def input_transform_x(src, Ww, Cs, ty, Tx, V, Kc, koff):
 def products(V, K, Kc, Tx, w, u_off, P, Mp):
     """P[(t*36 + p)*Mp + j] = sum_k V[(t*36 + p)*Kc + k] * U[q, p, k, j - q*PANEL] for the 36
     positions p, U at w[u_off:] (transform_weights). Four tiles x one panel of sums stay in
-    registers over the K rows, as in the direct kernel's _conv_acc."""
-    acc = carray(_stack_f32(ACC), ACC)
+    registers over the K rows and go straight to P (kernels/gemm_block.py: with the sums in
+    a stack array, as linalg.panel_block_acc keeps them, 244 us per 64x64 frame, 181 here;
+    the same floats, the same order of fused multiply-adds)."""
     for q in range(Mp // PANEL):
         for p in range(NPOS):
             ub = u_off + (q * NPOS + p) * K * PANEL
             t = 0
+            while t + BLOCK <= Tx:
+                panel_rows4(P, (t * NPOS + p) * Mp + q * PANEL, NPOS * Mp, V, (t * NPOS + p) * Kc,
+                            NPOS * Kc, w, ub, K)
+                t += BLOCK
             while t < Tx:
-                nb = BLOCK if Tx - t >= BLOCK else 1
-                for i in range(ACC):
-                    acc[i] = np.float32(0.0)
-                vb = (t * NPOS + p) * Kc
-                panel_block_acc(acc, V, vb, NPOS * Kc, nb, w, ub, K)
-                for b in range(nb):
-                    o = ((t + b) * NPOS + p) * Mp + q * PANEL
-                    pb = P[o:o + PANEL]
-                    for j in range(PANEL):
-                        pb[j] = acc[b * PANEL + j]
-                t += nb
+                panel_rows1(P, (t * NPOS + p) * Mp + q * PANEL, NPOS * Mp, V, (t * NPOS + p) * Kc,
+                            NPOS * Kc, w, ub, K)
+                t += 1
 
 
 @njit(inline="always", **KERNEL)
@@ -251,37 +251,8 @@ def output_tile(P, Mp, t, q, bias, tmp):
     """tmp[gate*256 + (r*4 + x)*16 + f] = (A^T m A)[r, x] + bias for tile t, panel q (4
     gates x 16 filters, kernels/conv_cell.py), m the 36 products P[(t*36 + p)*Mp + q*PANEL
     + 16*gate + f]: gate-major, so one gate of a tile row's 4 pixels is 64 contiguous floats
-    (conv_cell.cell64). The sums go to a stack array: stores straight into a gate frame
-    made LLVM give up vectorising (too many run-time alias checks; 1589 -> 75 us per 64x64
-    frame with _views6 and the tile-major products)."""
-    ps = Mp  # tile-major: with positions Tx*Mp apart (4 KB on 64x64) the 36 load streams
-    # shared L1 sets (170-300 -> 122 us per frame)
-    for g in range(4):
-        b0 = t * NPOS * Mp + q * PANEL + g * FB
-        bq = bias[q * PANEL + g * FB:q * PANEL + (g + 1) * FB]
-        m0 = _views6(P, b0, ps, FB)          # positions (0, 0..5)
-        m1 = _views6(P, b0 + 6 * ps, ps, FB)
-        m2 = _views6(P, b0 + 12 * ps, ps, FB)
-        m3 = _views6(P, b0 + 18 * ps, ps, FB)
-        m4 = _views6(P, b0 + 24 * ps, ps, FB)
-        m5 = _views6(P, b0 + 30 * ps, ps, FB)
-        o = g * TILE * TILE * FB
-        for j in range(FB):
-            a0 = _at(_at_j(m0, j))
-            a1 = _at(_at_j(m1, j))
-            a2 = _at(_at_j(m2, j))
-            a3 = _at(_at_j(m3, j))
-            a4 = _at(_at_j(m4, j))
-            a5 = _at(_at_j(m5, j))
-            bj = bq[j]
-            y0 = _at((a0[0], a1[0], a2[0], a3[0], a4[0], a5[0]))
-            y1 = _at((a0[1], a1[1], a2[1], a3[1], a4[1], a5[1]))
-            y2 = _at((a0[2], a1[2], a2[2], a3[2], a4[2], a5[2]))
-            y3 = _at((a0[3], a1[3], a2[3], a3[3], a4[3], a5[3]))
-            _st4(tmp, o + j, TILE * FB, y0, bj)          # x = 0, rows r = 0..3
-            _st4(tmp, o + FB + j, TILE * FB, y1, bj)
-            _st4(tmp, o + 2 * FB + j, TILE * FB, y2, bj)
-            _st4(tmp, o + 3 * FB + j, TILE * FB, y3, bj)
+    (conv_cell.cell64). The transform is LLVM IR (kernels/wino_ir.py)."""
+    tile_gates(P, t * NPOS * Mp + q * PANEL, Mp, bias, q * PANEL, tmp)
 
 
 @njit(**KERNEL)
@@ -297,8 +268,13 @@ def output_cell(P, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg):
         for q in range(Mp // PANEL):
             output_tile(P, Mp, t, q, bias, tmp)
             if F == FB and cfg[0] == 0 and cols == TILE:
+                so = (TILE * ty * Wo + TILE * t) * FB
+                if rows == TILE:  # a constant count: the four loops unrolled, 126 -> 112 us
+                    for r in range(TILE):  # per 64x64x16 frame
+                        cell64(tmp, r * TILE * FB, gs, c, h, so + r * Wo * FB)
+                    continue
                 for r in range(rows):
-                    cell64(tmp, r * TILE * FB, gs, c, h, ((TILE * ty + r) * Wo + TILE * t) * FB)
+                    cell64(tmp, r * TILE * FB, gs, c, h, so + r * Wo * FB)
                 continue
             nf = min(FB, F - q * FB)
             for r in range(rows):

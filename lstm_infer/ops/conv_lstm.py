@@ -26,8 +26,9 @@ the benchmark's frame), so going further needs fewer multiplications, not a bett
 So 3x3 kernels with stride 1 and no dilation (any pads: both convolutions are then
 'valid' ones of (Ho+2, Wo+2) frames) take Winograd F(4x4, 3x3) over [h | x]
 (kernels/winograd.py, _step_winograd), with the cell fused into the output transform:
-1094 -> 650 -> ~490 us of thread time per benchmark frame; the row's WH_PACKED is -1 and
-WX_PACKED holds the transformed weights. Other kernels stay direct.
+1094 -> 650 -> ~490 -> ~370 us of thread time per benchmark frame (Stream.step; the last
+step: the products' microkernel and the tile transforms as LLVM IR); the row's WH_PACKED is
+-1 and WX_PACKED holds the transformed weights. Other kernels stay direct.
 """
 from __future__ import annotations
 
@@ -269,12 +270,12 @@ def _step_direct(prog, r, w, sc, h, c, cfg):
 
 
 @njit(**KERNEL)
-def _step_winograd(prog, r, w, sc, h, c, cfg):
+def _step_winograd(prog, r, w, sc, h, c, cfg, out):
     """Both 3x3 convolutions as one Winograd F(4x4, 3x3) over [h | x] (kernels/winograd.py),
     a row of 4x4 tiles at a time, the cell fused into the output transform. h is read from
     its padded copy, so the cell may overwrite it row by row. h and x are padded apart (row
     copies); an interleaved [x | h] frame cost 28 us per 64x64x16 frame against 7 here,
-    its pixels' 16-float copies ran as scalar loops."""
+    its pixels' 16-float copies ran as scalar loops. The output (h) is written row by row."""
     H, W, C, F = prog[r, IN_H], prog[r, IN_W], prog[r, IN_C], prog[r, FILTERS]
     Ho, Wo = prog[r, OUT_H], prog[r, OUT_W]
     M = 4 * F
@@ -300,6 +301,13 @@ def _step_winograd(prog, r, w, sc, h, c, cfg):
         winograd.input_transform_x(xp, Ww, C, ty, Tx, V, Kc, F)
         winograd.products(V, K, Kc, Tx, w, prog[r, WINO_U], Pr, Mp)
         winograd.output_cell(Pr, Mp, Tx, bias, ty, Ho, Wo, F, c, h, cfg)
+        # the output is h: copied row by row while in cache, not as a whole frame after
+        # the step (that copy alone measured 13-23 us per 64x64x16 frame, from L3; the row
+        # copies were not timed apart)
+        lo, hi = 4 * ty * Wo * F, min(4 * ty + 4, Ho) * Wo * F
+        ho, oo = h[lo:hi], out[lo:hi]
+        for j in range(hi - lo):
+            oo[j] = ho[j]
 
 
 @njit(**KERNEL)
@@ -309,11 +317,11 @@ def step(prog, r, w, st, sc):
     h = st[prog[r, STATE_H]:prog[r, STATE_H] + P * F]
     c = st[prog[r, STATE_C]:prog[r, STATE_C] + P * F]
     cfg = w[prog[r, CFG]:prog[r, CFG] + CFG_SIZE]
-    if prog[r, WH_PACKED] < 0:
-        _step_winograd(prog, r, w, sc, h, c, cfg)
-    else:
-        _step_direct(prog, r, w, sc, h, c, cfg)
     out = sc[prog[r, OUT]:prog[r, OUT] + P * F]
+    if prog[r, WH_PACKED] < 0:
+        _step_winograd(prog, r, w, sc, h, c, cfg, out)
+        return
+    _step_direct(prog, r, w, sc, h, c, cfg)
     for j in range(P * F):
         out[j] = h[j]
 
