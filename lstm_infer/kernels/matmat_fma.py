@@ -15,7 +15,7 @@ import numpy as np
 from numba import carray, njit
 
 from . import KERNEL
-from .linalg import PANEL, _stack_f32
+from .linalg import PANEL, _stack_f32, _store4
 
 
 @njit(inline="always", **KERNEL)
@@ -79,11 +79,7 @@ def matmat_fma2(out, bias, x, w, p_off, rows, h, q_off, hrows, cols):
                 a3[j] = bq[j]
             _fma_rows4(a0, a1, a2, a3, x, b, np.int64(0), w, base, rows)
             _fma_rows4(a0, a1, a2, a3, h, b, np.int64(0), w, hbase, hrows)
-            for j in range(PANEL):
-                o0[j] = a0[j]
-                o1[j] = a1[j]
-                o2[j] = a2[j]
-                o3[j] = a3[j]
+            _store4(o0, o1, o2, o3, a0, a1, a2, a3, PANEL)
             b += 4
         while b < nb:
             o = out[b, c:c + PANEL]
