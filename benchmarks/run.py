@@ -344,7 +344,8 @@ def section_throughput(suite: Suite) -> dict:
             f"computes each layer's input projection for all steps with its single-threaded Numba "
             f"kernels (matmat_acc; packed panels, matmat_packed, for one sequence and for a batch with "
             f"AVX-512), then loops the recurrence (an LSTM batch with AVX-512: gates from both "
-            f"matrices in one pass of plain FMA chains, matmat_fma2, within 1e-5 of lone sequences); "
+            f"matrices in one pass of plain FMA chains, matmat_fma2, within 1e-5 of lone sequences; "
+            f"a GRU batch: its input and recurrent products per step with the same kernel); "
             f"it calls no BLAS")
     return {"unit": "us per sequence step (call time / (B*T))", "engines": names, "rows": rows,
             "note": note}

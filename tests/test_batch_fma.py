@@ -1,5 +1,6 @@
-"""run() on an LSTM batch forms each step's gates with kernels/matmat_fma.matmat_fma2 (AVX-512):
-one FMA chain per gate instead of step()'s four-term partial sums, so its sequences agree
+"""run() on an LSTM batch, and on a GRU batch of the reset-after form, forms each step's gates
+with kernels/matmat_fma.matmat_fma2 (AVX-512): one FMA chain per gate instead of step()'s
+four-term partial sums, so its sequences agree
 with lone sequences (and step()) to float32 rounding, within BATCH_FMA_TOL, not bit for bit.
 A lone sequence, step() and step_many keep their own exact equalities (tests/test_kernels.py,
 tests/test_chunks.py)."""
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import lstm_infer
-from lstm_infer.kernels.linalg import pack_panels
+from lstm_infer.kernels.linalg import WIDE_VECTORS, pack_panels
 from lstm_infer.kernels.matmat_fma import matmat_fma2
 from builders import stacked
 from reference import run_reference
@@ -51,3 +52,35 @@ def test_lstm_batch_run_agrees_with_lone_sequences(tmp_path, I, H, B, kw):
         assert np.abs(R[i] - run_reference(g["doc"], g["tensors"], X[i])).max() <= TOL
     s = m.stream()
     assert np.array_equal(np.stack([s.step(x) for x in X[1]]), m.run(X[1]))  # lone: exact
+
+
+@pytest.mark.parametrize("I,H,B,kw", [(16, 64, 6, {}), (5, 32, 9, {"bias": False}),
+                                      (3, 24, 5, {"bidirectional": True, "layers": 2})])
+def test_gru_batch_run_agrees_with_lone_sequences(tmp_path, monkeypatch, I, H, B, kw):
+    """A reset-after GRU batch through run() (ops/gru.gru_batch: 3H = 192, 96 = a panel + 32,
+    72; B = 6, 9, 5: fours + a remainder; no biases; reverse layers) against each sequence
+    alone and the float64 reference; the batch kernel is the one that ran (AVX-512; without it,
+    linalg.WIDE_VECTORS False, the projection + matmat_acc path, bit-identical)."""
+    from lstm_infer.ops import gru
+    calls = []
+    kernel = gru.gru_batch
+    monkeypatch.setattr(gru, "gru_batch", lambda *a: calls.append(1) or kernel(*a))
+    g = stacked(tmp_path / "m.lstm", "GRU", I, H, out=3, **kw)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = np.random.default_rng(4).standard_normal((B, 30, I)).astype(np.float32)
+    R = m.run(X)
+    assert bool(calls) == WIDE_VECTORS and R.shape == (B, 30, 3)
+    for i in range(B):
+        assert np.abs(R[i] - m.run(X[i])).max() <= BATCH_FMA_TOL
+        assert np.abs(R[i] - run_reference(g["doc"], g["tensors"], X[i])).max() <= TOL
+
+
+def test_gru_batch_of_the_reset_before_form_stays_bit_identical(tmp_path):
+    """The reset-before form (ONNX's default) keeps the projection + matmat_acc path: a batch's
+    sequences are exactly lone ones."""
+    stacked(tmp_path / "m.lstm", "GRU", 5, 32, out=3, lbr=False)
+    m = lstm_infer.load(tmp_path / "m.lstm")
+    X = np.random.default_rng(6).standard_normal((5, 20, 5)).astype(np.float32)
+    R = m.run(X)
+    for i in range(5):
+        assert np.array_equal(R[i], m.run(X[i]))

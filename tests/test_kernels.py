@@ -15,7 +15,7 @@ from builders import _u, add_recurrent, stacked
 from reference import run_reference
 
 TOL = 1e-5
-BATCH_FMA_TOL = 1e-5  # an LSTM batch in run() against lone sequences (kernels/matmat_fma.py)
+BATCH_FMA_TOL = 1e-5  # an LSTM or GRU batch in run() against lone sequences (kernels/matmat_fma.py)
 
 
 def _x(T, I, seed=1, B=None):
@@ -260,13 +260,13 @@ def test_packed_input_products_keep_batches_bit_identical(tmp_path, op):
     streams(n), a Linear head in run()) go through matmat_packed on AVX-512 machines
     (linalg.WIDE_VECTORS; matmat_acc elsewhere): same sums in the same order, so a batch's
     sequences / a pool's streams stay bit-identical to lone ones, 5 rows = 4 + a remainder.
-    Except an LSTM batch in run() with AVX-512: its gates are one FMA chain each
-    (kernels/matmat_fma.py), within BATCH_FMA_TOL of a lone sequence."""
+    Except an LSTM or (reset-after) GRU batch in run() with AVX-512: its gates are one FMA
+    chain each (kernels/matmat_fma.py), within BATCH_FMA_TOL of a lone sequence."""
     g = stacked(tmp_path / "m.lstm", op, 64, 64, out=64)
     m = lstm_infer.load(tmp_path / "m.lstm")
     X = _x(12, 64, B=5) * 0.3
     R = m.run(X)
-    fma = op == "LSTM" and WIDE_VECTORS
+    fma = WIDE_VECTORS
     for i in range(5):
         assert np.abs(R[i] - run_reference(g["doc"], g["tensors"], X[i])).max() <= TOL
         if fma:

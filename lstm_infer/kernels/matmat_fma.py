@@ -1,4 +1,5 @@
-"""A batch's input and recurrent products in plain FMA order, for run() on a batch.
+"""A batch's input and recurrent products in plain FMA order, for run() on a batch (the
+LSTM's gates, ops/lstm.lstm_batch; the reset-after GRU's gx and gh, ops/gru.gru_batch).
 
 The kernel this replaced (linalg.matmat_packed2, up to commit 95e59a7) formed each output
 exactly as step()'s mat-vec does (four-term partial sums added into the output, so a batch's

@@ -86,8 +86,8 @@ def input_packed_copy(em, node, min_rows: int = PACKED_MIN_ROWS) -> int:
     the recurrent product at ~105 GFLOP/s); W_ih costs its size once more in memory. Under
     PACKED_MIN_ROWS inputs the packed kernel loses (2048 x 16 @ 16 x 256: 43 vs 56 GFLOP/s;
     x 64 @ 64 x 512: 75 vs 61, x 256 @ 256 x 2048: 92 vs 47): -1 there too, unless
-    `min_rows` says otherwise (the LSTM batch's fused input + recurrent product, matmat_fma2,
-    wins at any size)."""
+    `min_rows` says otherwise (the LSTM and GRU batches' per-step matmat_fma2 passes win at
+    any size; streams(n) then still uses it only from PACKED_MIN_ROWS)."""
     W = node.weights["W_ih"]
     if not WIDE_VECTORS or W.dtype != np.float32 or W.shape[0] < min_rows:
         return -1
