@@ -62,8 +62,15 @@ def every_op_models(directory: str) -> list[str]:
     y = b.add("Linear", "fc", [r], {"in_features": 10, "out_features": 3},
               {"W": u(10, 3), "bias": u(3)})
     y2 = b.add("Linear", "fc_nobias", [a], {"in_features": 8, "out_features": 2}, {"W": u(8, 2)})
+    # a GRU with a full panel of gates (3H >= linalg.PANEL): run() on a batch of it has its
+    # own kernel (ops/gru.gru_batch), which the GRUs above are too small to reach
+    g3 = b.add("GRU", "gru_panel", [p], {"input_size": 4, "hidden_size": 22,
+                                         "linear_before_reset": True, "reverse": False},
+               {"W_ih": u(4, 66), "W_hh": u(22, 66), "b_ih": u(66), "b_hh": u(66)})
+    y3 = b.add("Linear", "fc_gru_panel", [g3], {"in_features": 22, "out_features": 2}, {"W": u(22, 2)})
     b.output(y)
     b.output(y2)
+    b.output(y3)
     paths = [os.path.join(directory, "every_op.lstm")]
     b.save(paths[0], converter="lstm-infer compile")
 

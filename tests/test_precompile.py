@@ -113,3 +113,18 @@ def test_imports_neither_click_nor_converters():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in names if m.split(".")[0] in ("click", "converters")}
+
+
+def test_every_op_models_reach_the_batch_kernels(tmp_path, monkeypatch):
+    """run() on a batch has kernels of its own for LSTM and GRU (ops/lstm.lstm_batch,
+    ops/gru.gru_batch, with AVX-512): the compile models must reach them, or the first
+    batched run() after `lstm-infer compile` still compiles."""
+    from lstm_infer.kernels.linalg import WIDE_VECTORS
+    from lstm_infer.ops import gru, lstm
+    calls = set()
+    for mod, name in ((lstm, "lstm_batch"), (gru, "gru_batch")):
+        kernel = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _k=kernel, _n=name: calls.add(_n) or _k(*a))
+    for path in every_op_models(str(tmp_path)):
+        exercise(lstm_infer.load(path))
+    assert calls == ({"lstm_batch", "gru_batch"} if WIDE_VECTORS else set())
