@@ -134,6 +134,19 @@ def _target_summary(res: dict) -> list[str]:
     return out
 
 
+def _isa_lines(env: dict) -> list[str]:
+    """What instruction sets the engines ran with, when the run asked for one (`--isa`)."""
+    isa = env.get("isa") or {}
+    if isa.get("requested", "host") == "host":
+        return []
+    li = isa["lstm-infer"]
+    return [f"**Instruction set: {isa['requested']}.** lstm-infer's kernels compiled for "
+            f"`{li['numba_cpu_name']}` with features `{li['numba_cpu_features']}` (AVX-512 "
+            f"kernels: {'yes' if li['avx512_kernels'] else 'no'}); PyTorch's CPU capability: "
+            f"{isa.get('torch', 'n/a')}; onnxruntime: {isa['onnxruntime']}, so it keeps what the "
+            f"CPU has.", ""]
+
+
 def markdown(res: dict) -> str:
     meta, env = res["meta"], res["meta"]["environment"]
     v = env["versions"]
@@ -147,6 +160,7 @@ def markdown(res: dict) -> str:
            + (f" (git {env['git'].get('commit', '')[:10]}{', dirty' if env['git'].get('dirty') else ''})"
               if env.get("git") else "") + ".",
            "",
+           *_isa_lines(env),
            "Threads: PyTorch " + (f"{th['torch']['num_threads']} intra-op / "
                                   f"{th['torch']['num_interop_threads']} inter-op, inference_mode"
                                   if "torch" in th else "n/a")

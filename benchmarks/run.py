@@ -550,11 +550,51 @@ def environment() -> dict:
         load = None
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpu_affinity": affinity,
             "cpu_flags": flags, "machine": platform.machine(), "platform": platform.platform(),
-            "versions": versions, "threads": thread_settings(), "git": git,
+            "versions": versions, "threads": thread_settings(), "git": git, "isa": isa_settings(),
             "loadavg_at_start": load,
             "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                 "NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR")
                     if k in os.environ}}
+
+
+# What `--isa avx2` sets before anything is imported: Numba compiles for Haswell with the
+# AVX-512 features off (NUMBA_CPU_NAME alone keeps the host's features), in a cache of its
+# own; PyTorch's kernels and oneDNN are capped at AVX2. onnxruntime has no such switch (MLAS
+# picks its kernels by cpuid), so on an AVX-512 machine it keeps AVX-512: the comparison is
+# lstm-infer on AVX2 against onnxruntime on AVX-512, harder for lstm-infer than a real AVX2
+# machine would be.
+AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,+invpcid,"
+                 "+lzcnt,+mmx,+movbe,+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,"
+                 "+ssse3,+xsave,+xsaveopt")
+ISA_ENV = {"avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": AVX2_FEATURES,
+                    "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+
+
+def isa_settings() -> dict:
+    """The instruction sets each engine runs with in this process."""
+    import numba
+    from lstm_infer.kernels.linalg import WIDE_VECTORS
+    out = {"requested": os.environ.get("LSTM_INFER_BENCH_ISA", "host"),
+           "lstm-infer": {"numba_cpu_name": numba.config.CPU_NAME or "host",
+                          "numba_cpu_features": numba.config.CPU_FEATURES or "host",
+                          "avx512_kernels": bool(WIDE_VECTORS)},
+           "onnxruntime": "its own dispatch by cpuid (no switch)"}
+    try:
+        import torch
+        out["torch"] = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        pass
+    return out
+
+
+def _rerun_for_isa(isa: str, argv: list[str]) -> int:
+    """This command again in a fresh process with ISA_ENV[isa] set (Numba and PyTorch read
+    them when first imported) and a Numba cache of its own, so the host build's cache is
+    neither used nor overwritten."""
+    env = dict(os.environ, LSTM_INFER_BENCH_ISA=isa, **ISA_ENV[isa])
+    env["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"lstm-infer-bench-{isa}-cache")
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], env=env,
+                          cwd=os.path.dirname(HERE)).returncode
 
 
 # --------------------------------------------------------------------------------------
@@ -625,8 +665,16 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=0, help="override the number of timing rounds")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"),
                     help="where latest.json/.md/.png go (default: benchmarks/results)")
-    ap.add_argument("--name", default="latest", help="base name of the result files")
+    ap.add_argument("--name", default="", help="base name of the result files (default: latest, "
+                                                  "or the --isa name)")
+    ap.add_argument("--isa", default="", choices=["", *ISA_ENV],
+                    help="compile lstm-infer's kernels for this instruction set only (and cap "
+                         "PyTorch to it), e.g. avx2 on an AVX-512 machine; see ISA_ENV")
     args = ap.parse_args(argv)
+    if args.isa and os.environ.get("LSTM_INFER_BENCH_ISA") != args.isa:
+        rest = list(sys.argv[1:] if argv is None else argv)
+        return _rerun_for_isa(args.isa, rest if args.name else rest + ["--name", args.isa])
+    args.name = args.name or "latest"
 
     cfg = quick_config() if args.quick else SuiteConfig()
     if args.only:

@@ -27,6 +27,7 @@ ROOT = os.path.dirname(HERE)
 LATEST = os.path.join(HERE, "results", "latest.json")
 COMPRESSION = os.path.join(HERE, "results", "compression.json")
 REAL_MODELS = os.path.join(HERE, "results", "real_models.json")
+AVX2 = os.path.join(HERE, "results", "avx2.json")
 README = os.path.join(ROOT, "README.md")
 
 class MissingFigure(KeyError):
@@ -351,12 +352,44 @@ def _wrap(text: str, width: int = 92) -> str:
 _UNIT = re.compile(r"(\d) (µs|ms|s|KiB|MiB|MB|models|steps|flags)\b")
 
 
-def blocks(latest: dict, compression: dict | None, real_models_path: str = REAL_MODELS) -> dict[str, str]:
+def blocks(latest: dict, compression: dict | None, real_models_path: str = REAL_MODELS,
+           avx2_path: str = AVX2) -> dict[str, str]:
     out = _blocks(figures(latest, compression), latest)
     if real_models_path and os.path.exists(real_models_path):
         with open(real_models_path) as fh:
             out["models"] = models_table(json.load(fh))
+    if avx2_path and os.path.exists(avx2_path):
+        with open(avx2_path) as fh:
+            out["avx2"] = _wrap(avx2_block(json.load(fh)))
     return out
+
+
+def target_counts(res: dict) -> list[tuple[str, str, int, int]]:
+    """(section, target, rows passed, rows) for every target of a benchmarks.run result."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for name, sec in res["sections"].items():
+        targets = [t for row in sec.get("rows", []) for t in (row.get("targets") or [])]
+        for t in targets + list(sec.get("targets", [])):
+            c = counts.setdefault((name, t["name"]), [0, 0])
+            c[0] += bool(t["pass"])
+            c[1] += 1
+    return [(sec, name, p, n) for (sec, name), (p, n) in counts.items()]
+
+
+def avx2_block(res: dict) -> str:
+    """The targets of the run with lstm-infer compiled for AVX2 only (`--isa avx2`)."""
+    isa = res["meta"]["environment"].get("isa", {})
+    if isa.get("requested") != "avx2":
+        raise ValueError("avx2.json is not a `python -m benchmarks.run --isa avx2` result")
+    env = res["meta"]["environment"]
+    commit = env.get("git", {}).get("commit", "")[:7]
+    parts = [f"{name} ({sec}): {p}/{n}" for sec, name, p, n in target_counts(res)]
+    return (f"With lstm-infer's kernels compiled for AVX2 only (`python -m benchmarks.run --isa "
+            f"avx2`, the same {env['cpu_count']}-core {env['cpu_model']}, commit {commit}: Numba "
+            f"targets Haswell with the AVX-512 features off, PyTorch is capped at "
+            f"{isa.get('torch', 'AVX2')}, onnxruntime keeps AVX-512 because it has no switch), "
+            f"targets met, rows passed / rows: " + "; ".join(parts) + ". Every row in "
+            "[benchmarks/results/avx2.md](benchmarks/results/avx2.md).")
 
 
 def models_table(real: dict) -> str:

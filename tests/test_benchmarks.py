@@ -113,3 +113,41 @@ def test_variant_section_convlstm(tmp_path):
     md = report.markdown(res)
     assert variants.TITLES["convlstm"] in md and "PyTorch cell loop" in md
     assert "| convlstm | >= 5x PyTorch cell loop |" in md
+
+
+def test_isa_is_recorded_and_reported(result, tmp_path):
+    """Every run records the instruction sets the engines ran with; a host run says nothing
+    more in its report, an `--isa avx2` run says what each engine was given."""
+    from lstm_infer.kernels.linalg import WIDE_VECTORS
+    isa = result["meta"]["environment"]["isa"]
+    assert isa["requested"] == "host" and isa["lstm-infer"]["avx512_kernels"] == WIDE_VECTORS
+    assert "Instruction set" not in report.markdown(result)
+    avx2 = json.loads(json.dumps(result))
+    avx2["meta"]["environment"]["isa"] = {
+        "requested": "avx2", "onnxruntime": "its own dispatch by cpuid (no switch)", "torch": "AVX2",
+        "lstm-infer": {"numba_cpu_name": "haswell", "numba_cpu_features": "+avx2",
+                       "avx512_kernels": False}}
+    md = report.markdown(avx2)
+    assert "**Instruction set: avx2.**" in md and "`haswell`" in md and "AVX-512 kernels: no" in md
+
+
+def test_isa_avx2_reruns_with_avx512_off(monkeypatch):
+    """`--isa avx2` runs the suite again in a fresh process with Numba targeting Haswell
+    without any AVX-512 feature (NUMBA_CPU_NAME alone keeps the host's), PyTorch capped at
+    AVX2, a Numba cache of its own, and results named after the ISA."""
+    from benchmarks import run as bench_run
+    seen = {}
+
+    def fake_run(cmd, env, cwd):
+        seen.update(cmd=cmd, env=env)
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.delenv("LSTM_INFER_BENCH_ISA", raising=False)
+    monkeypatch.setattr(bench_run.subprocess, "run", fake_run)
+    assert bench_run.main(["--isa", "avx2", "--quick"]) == 0
+    env = seen["env"]
+    assert seen["cmd"][-5:] == ["--isa", "avx2", "--quick", "--name", "avx2"]
+    assert env["LSTM_INFER_BENCH_ISA"] == "avx2" and env["NUMBA_CPU_NAME"] == "haswell"
+    assert "+avx2" in env["NUMBA_CPU_FEATURES"] and "avx512" not in env["NUMBA_CPU_FEATURES"]
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert env["NUMBA_CACHE_DIR"] != os.environ.get("NUMBA_CACHE_DIR")

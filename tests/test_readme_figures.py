@@ -5,6 +5,7 @@ compression.json and writes the README blocks between `<!-- figures:NAME -->` ma
 After a new benchmark run these tests fail until `python -m benchmarks.summary
 --write-readme` has brought the README up to date. No torch/onnx needed."""
 import copy
+import json
 import os
 import re
 import sys
@@ -84,3 +85,17 @@ def test_no_measured_number_outside_the_generated_blocks(readme):
     found = _MEASURED.findall(text)
     assert not found, f"README.md quotes measured figures outside the generated blocks: {found}"
     assert _MEASURED.search("takes 2.7 µs, 4.3x faster") and _MEASURED.search("in 0.4 s")
+
+
+def test_avx2_block_counts_the_avx2_runs_targets(results):
+    """The README's AVX2 block comes from an `--isa avx2` result only, and counts its targets."""
+    latest = results[0]
+    with pytest.raises(ValueError, match="--isa avx2"):
+        summary.avx2_block(latest)
+    avx2 = json.loads(json.dumps(latest))
+    avx2["meta"]["environment"]["isa"] = {"requested": "avx2", "torch": "AVX2"}
+    counts = summary.target_counts(avx2)
+    assert counts and all(0 <= p <= n for _, _, p, n in counts)
+    text = summary.avx2_block(avx2)
+    for sec, name, p, n in counts:
+        assert f"{name} ({sec}): {p}/{n}" in text
