@@ -98,3 +98,53 @@ def test_step_fetched_once_keeps_working_and_shares_state(model):
     assert not all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
     s.step(x)
     assert all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
+
+
+def _nrt_counts():
+    from numba.core.runtime import _nrt_python as nrt
+    return (nrt.memsys_get_stats_alloc(), nrt.memsys_get_stats_free(),
+            nrt.memsys_get_stats_mi_alloc(), nrt.memsys_get_stats_mi_free())
+
+
+@pytest.fixture()
+def nrt_stats():
+    from numba.core.runtime import _nrt_python as nrt
+    was = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    yield _nrt_counts
+    if not was:
+        nrt.memsys_disable_stats()
+
+
+def test_step_takes_no_nrt_memory(model, nrt_stats):
+    """The step interpreter runs without Numba's reference counting
+    (kernels/interpreter.py, `_nrt=False`): a recurrent step allocates no NRT memory and
+    wraps no argument in a MemInfo, so none can be left behind."""
+    s = _bound(model)
+    x = np.ones(3, np.float32)
+    out = np.empty(s.output_size, np.float32)
+    before = nrt_stats()
+    for _ in range(5):
+        s.step(x)
+        s.step(x, out=out)
+        s.step_many(np.ones((4, 3), np.float32))
+    assert nrt_stats() == before
+
+
+def test_every_op_step_balances_nrt_memory(tmp_path, nrt_stats):
+    """Every op's step (the models of `lstm-infer compile`) frees whatever NRT memory the
+    kernels it calls allocate: nothing is leaked by the interpreter running without NRT."""
+    from lstm_infer.ops.embedding import example_inputs
+    from lstm_infer.precompile import every_op_models
+    for p in every_op_models(str(tmp_path)):
+        m = lstm_infer.load(p)
+        if not m.streamable:
+            continue
+        X = example_inputs(m.graph, (3, m.input_size), np.random.default_rng(0))
+        s = m.stream()
+        s.step(X[0])  # compiles or loads what it calls
+        a0, f0, m0, mf0 = nrt_stats()
+        s.step(X[1])
+        s.step_many(X)
+        a1, f1, m1, mf1 = nrt_stats()
+        assert (a1 - a0, m1 - m0) == (f1 - f0, mf1 - mf0), p

@@ -24,4 +24,7 @@ _cache.configure_cache()
 _cache.harden_numba_cache()
 _cache.COLD = not _cache.interpreter_cached()  # before anything compiles (lstm_infer/_firstuse.py)
 
-KERNEL = dict(cache=_cache.ENABLED, error_model="numpy", fastmath={"contract"})
+# `_nrt=True` (Numba's default, said explicitly): a kernel first compiled from the step
+# interpreter, which runs without NRT (interpreter.step_sequence), would otherwise inherit
+# that and could not allocate (or refcount) when later called from run() or step_many().
+KERNEL = dict(cache=_cache.ENABLED, error_model="numpy", fastmath={"contract"}, _nrt=True)
