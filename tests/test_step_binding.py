@@ -46,7 +46,9 @@ def test_bound_step_returns_fresh_arrays(model):
 
 
 @pytest.mark.parametrize("x", [[1.0, 2.0, 3.0], np.arange(3, dtype=np.float64),
-                               np.arange(6, dtype=np.float32)[::2]])
+                               np.arange(6, dtype=np.float32)[::2],
+                               np.arange(3, dtype=np.float32)[::-1],  # negative stride
+                               np.arange(9, dtype=np.float32).reshape(3, 3)[:, 1]])
 def test_bound_step_converts_like_the_method(model, x):
     s, plain = _bound(model), model.stream()
     np.testing.assert_array_equal(s.step(x), Stream.step(plain, x))
@@ -148,3 +150,24 @@ def test_every_op_step_balances_nrt_memory(tmp_path, nrt_stats):
         s.step_many(X)
         a1, f1, m1, mf1 = nrt_stats()
         assert (a1 - a0, m1 - m0) == (f1 - f0, mf1 - mf0), p
+
+
+def test_bound_step_kernel_refuses_lengths_and_strides(model):
+    """The closure leaves x's length and strides to the kernel (step_sequence's code 4:
+    nothing read, state untouched), then to the method's conversion or error, with and
+    without `out`."""
+    s, plain = _bound(model), model.stream()
+    out = np.empty(s.output_size, np.float32)
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for bad in (np.zeros(2, np.float32), np.zeros(4, np.float32), np.zeros(0, np.float32),
+                np.zeros(6, np.float32), np.zeros((1, 3), np.float32)):
+        before = s.get_state()
+        for o in (None, out):
+            with pytest.raises(ValueError, match=r"expected \(3,\)"):
+                s.step(bad, out=o)
+        assert all(np.array_equal(before[k], v) for k, v in s.get_state().items())
+    wide = np.zeros(6, np.float32)
+    wide[::2] = x
+    want = Stream.step(plain, x).copy()
+    np.testing.assert_array_equal(s.step(wide[::2], out=out), want)
+    np.testing.assert_array_equal(s.step(wide[::2]), Stream.step(plain, x))
