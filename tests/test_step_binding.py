@@ -119,17 +119,21 @@ def nrt_stats():
 
 
 def test_step_takes_no_nrt_memory(model, nrt_stats):
-    """The step interpreter runs without Numba's reference counting
-    (kernels/interpreter.py, `_nrt=False`): a recurrent step allocates no NRT memory and
-    wraps no argument in a MemInfo, so none can be left behind."""
+    """The step interpreters run without Numba's reference counting
+    (kernels/interpreter.py, `_nrt=False`): a recurrent step, of one stream or a pool,
+    allocates no NRT memory and wraps no argument in a MemInfo, so none can be left behind."""
     s = _bound(model)
     x = np.ones(3, np.float32)
     out = np.empty(s.output_size, np.float32)
+    pool = model.streams(3)
+    X = np.ones((3, 3), np.float32)
+    pool.step(X)
     before = nrt_stats()
     for _ in range(5):
         s.step(x)
         s.step(x, out=out)
         s.step_many(np.ones((4, 3), np.float32))
+        pool.step(X)
     assert nrt_stats() == before
 
 
@@ -143,11 +147,13 @@ def test_every_op_step_balances_nrt_memory(tmp_path, nrt_stats):
         if not m.streamable:
             continue
         X = example_inputs(m.graph, (3, m.input_size), np.random.default_rng(0))
-        s = m.stream()
+        s, pool = m.stream(), m.streams(2)
         s.step(X[0])  # compiles or loads what it calls
+        pool.step(X[:2])
         a0, f0, m0, mf0 = nrt_stats()
         s.step(X[1])
         s.step_many(X)
+        pool.step(X[1:])
         a1, f1, m1, mf1 = nrt_stats()
         assert (a1 - a0, m1 - m0) == (f1 - f0, mf1 - mf0), p
 
