@@ -46,7 +46,9 @@ def test_bound_step_returns_fresh_arrays(model):
 
 
 @pytest.mark.parametrize("x", [[1.0, 2.0, 3.0], np.arange(3, dtype=np.float64),
-                               np.arange(6, dtype=np.float32)[::2]])
+                               np.arange(6, dtype=np.float32)[::2],
+                               np.arange(3, dtype=np.float32)[::-1],  # negative stride
+                               np.arange(9, dtype=np.float32).reshape(3, 3)[:, 1]])
 def test_bound_step_converts_like_the_method(model, x):
     s, plain = _bound(model), model.stream()
     np.testing.assert_array_equal(s.step(x), Stream.step(plain, x))
@@ -98,3 +100,80 @@ def test_step_fetched_once_keeps_working_and_shares_state(model):
     assert not all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
     s.step(x)
     assert all(np.array_equal(after_two[k], v) for k, v in s.get_state().items())
+
+
+def _nrt_counts():
+    from numba.core.runtime import _nrt_python as nrt
+    return (nrt.memsys_get_stats_alloc(), nrt.memsys_get_stats_free(),
+            nrt.memsys_get_stats_mi_alloc(), nrt.memsys_get_stats_mi_free())
+
+
+@pytest.fixture()
+def nrt_stats():
+    from numba.core.runtime import _nrt_python as nrt
+    was = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    yield _nrt_counts
+    if not was:
+        nrt.memsys_disable_stats()
+
+
+def test_step_takes_no_nrt_memory(model, nrt_stats):
+    """The step interpreters run without Numba's reference counting
+    (kernels/interpreter.py, `_nrt=False`): a recurrent step, of one stream or a pool,
+    allocates no NRT memory and wraps no argument in a MemInfo, so none can be left behind."""
+    s = _bound(model)
+    x = np.ones(3, np.float32)
+    out = np.empty(s.output_size, np.float32)
+    pool = model.streams(3)
+    X = np.ones((3, 3), np.float32)
+    pool.step(X)
+    before = nrt_stats()
+    for _ in range(5):
+        s.step(x)
+        s.step(x, out=out)
+        s.step_many(np.ones((4, 3), np.float32))
+        pool.step(X)
+    assert nrt_stats() == before
+
+
+def test_every_op_step_balances_nrt_memory(tmp_path, nrt_stats):
+    """Every op's step (the models of `lstm-infer compile`) frees whatever NRT memory the
+    kernels it calls allocate: nothing is leaked by the interpreter running without NRT."""
+    from lstm_infer.ops.embedding import example_inputs
+    from lstm_infer.precompile import every_op_models
+    for p in every_op_models(str(tmp_path)):
+        m = lstm_infer.load(p)
+        if not m.streamable:
+            continue
+        X = example_inputs(m.graph, (3, m.input_size), np.random.default_rng(0))
+        s, pool = m.stream(), m.streams(2)
+        s.step(X[0])  # compiles or loads what it calls
+        pool.step(X[:2])
+        a0, f0, m0, mf0 = nrt_stats()
+        s.step(X[1])
+        s.step_many(X)
+        pool.step(X[1:])
+        a1, f1, m1, mf1 = nrt_stats()
+        assert (a1 - a0, m1 - m0) == (f1 - f0, mf1 - mf0), p
+
+
+def test_bound_step_kernel_refuses_lengths_and_strides(model):
+    """The closure leaves x's length and strides to the kernel (step_sequence's code 4:
+    nothing read, state untouched), then to the method's conversion or error, with and
+    without `out`."""
+    s, plain = _bound(model), model.stream()
+    out = np.empty(s.output_size, np.float32)
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    for bad in (np.zeros(2, np.float32), np.zeros(4, np.float32), np.zeros(0, np.float32),
+                np.zeros(6, np.float32), np.zeros((1, 3), np.float32)):
+        before = s.get_state()
+        for o in (None, out):
+            with pytest.raises(ValueError, match=r"expected \(3,\)"):
+                s.step(bad, out=o)
+        assert all(np.array_equal(before[k], v) for k, v in s.get_state().items())
+    wide = np.zeros(6, np.float32)
+    wide[::2] = x
+    want = Stream.step(plain, x).copy()
+    np.testing.assert_array_equal(s.step(wide[::2], out=out), want)
+    np.testing.assert_array_equal(s.step(wide[::2]), Stream.step(plain, x))

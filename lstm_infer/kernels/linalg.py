@@ -10,7 +10,7 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import KERNEL
+from . import BORROWING, KERNEL
 from .q16 import matvec_q16
 
 # Columns per panel of a packed matrix (pack_panels): 64 float32 accumulators are 4 zmm or
@@ -18,13 +18,13 @@ from .q16 import matvec_q16
 PANEL = 64
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def matvec_acc(out, x, w, w_off, rows, cols):
     """out[j] += sum_k x[k] * W[k, j] with W = w[w_off : w_off + rows*cols] as (rows, cols)."""
     matvec_cols(out, x, w, w_off, rows, cols, np.int64(0), cols)
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def matvec_cols(out, x, w, w_off, rows, stride, c0, n):
     """out[j] += sum_k x[k] * W[k, c0 + j], j < n, for W (rows, stride) at w[w_off:].
 
@@ -373,7 +373,7 @@ def matvec_q8(out, x, w, q_off, s_off, rows, stride, c0, n, acc):
         out[j] += sc[j] * acc[j]
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
     """Mat-vec over columns [c0, c0+n) of a float32 (s_off < 0) or int8 matrix. int8: integer
     dot products on its packed copy (kernels/q16.py; `acc` is q16.scratch_floats of scratch),
@@ -384,7 +384,7 @@ def mv(out, x, w, off, s_off, rows, stride, c0, n, acc):
         matvec_q8(out, x, w, off, s_off, rows, stride, c0, n, acc)
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def set_bias(out, w, b_off, n):
     """out[:n] = bias, or zeros when b_off < 0 (no bias)."""
     fill_bias(out, w, b_off, n)

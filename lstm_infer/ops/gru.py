@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels import KERNEL
+from ..kernels import BORROWING, KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import (PANEL, fill_bias, matmat_acc, matmat_w_hh, matvec_packed, matvec_packed_snake,
                               mv, set_bias)
@@ -68,7 +68,7 @@ def _cell(gx, gh, h, H):
         h[j] = (one - z) * n + z * h[j]
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def gru_pointwise(gx, gh, h, H, lbr, cfg):
     """PyTorch gate order r, z, n; gx = x W_ih + b_ih, gh = h W_hh + b_hh.
 
@@ -100,7 +100,7 @@ def gru_pointwise(gx, gh, h, H, lbr, cfg):
         h[j] = (one - z) * n + z * h[j]
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def gru_step(gx, gh, rh, h, H, w, whh_off, bhh_off, lbr, cfg, whh_s, acc, whh_p):
     """One GRU update of h in place, given gx = x W_ih + b_ih (3H). gh, rh are scratch (3H, H).
     whh_p >= 0: W_hh packed (linalg.pack_panels) at w[whh_p:], read instead of w[whh_off:]."""

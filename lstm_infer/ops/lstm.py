@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels import KERNEL
+from ..kernels import BORROWING, KERNEL
 from ..kernels.activations import clipv, fast_sigmoid, fast_tanh, gate_act
 from ..kernels.linalg import (PANEL, WIDE_VECTORS, matmat_acc, matmat_packed, matmat_w_hh,
                               matvec_acc, matvec_packed, matvec_packed_snake, mv, set_bias)
@@ -61,7 +61,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         W_IH_PACKED: input_packed_copy(em, node, min_rows=1)}))
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def lstm_pointwise_general(gates, c, hfull, H, cfg, peep):
     """ONNX semantics: peepholes, clip, coupled input/forget gates, any activations."""
     clip = cfg[1]
@@ -105,7 +105,7 @@ def _cell(gates, c, hfull, H):
         hfull[j] = fast_sigmoid(go[j]) * fast_tanh(cj)
 
 
-@njit(**KERNEL)
+@njit(**BORROWING)
 def lstm_pointwise(gates, c, hfull, H, cfg, peep):
     """PyTorch gate order i, f, g, o: c = f*c + i*g; hfull = o*tanh(c). Updates c in place."""
     if cfg[0] != 0:
