@@ -535,7 +535,9 @@ def environment() -> dict:
         root = os.path.dirname(HERE)
         git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                        text=True, timeout=10).stdout.strip()
-        git["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # result files an earlier run in this tree wrote do not make the code dirty
+        git["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                            "--", ".", ":(exclude)benchmarks/results"],
                                            cwd=root, capture_output=True, text=True,
                                            timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
