@@ -35,8 +35,10 @@ def readme():
 
 def test_readme_blocks_match_recorded_results(results, readme):
     new = summary.blocks(*results)
-    # "models" (the corpus table) comes from real_models.json when it has been recorded
-    assert set(new) - {"models"} == {"why", "table", "standing", "deploying"}
+    # "models" (the corpus table) and "avx2" come from real_models.json and avx2.json when
+    # they have been recorded
+    assert set(new) - {"models", "avx2"} == {"why", "table", "standing", "deploying"}
+    assert ("avx2" in new) == os.path.exists(summary.AVX2)
     assert summary.render_readme(readme, new) == readme, (
         "README.md quotes figures that differ from benchmarks/results/*.json: run "
         "`python -m benchmarks.summary --write-readme`")
