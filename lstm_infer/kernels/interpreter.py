@@ -30,7 +30,7 @@ from numba import njit
 from ..ops import (activation, attention_pool, binary, causal_attention, concat, conv1d, conv_lstm,
                    embedding, gather, gru, history, layernorm, linear, lstm, mlstm, reduce, rnn, scale,
                    slstm, time_reduce)
-from . import KERNEL
+from . import BORROWING, KERNEL
 
 
 @njit(inline="always", **KERNEL)
@@ -176,7 +176,7 @@ def _room_ok(prog, st, steps):
 # Without NRT, as step_sequence (below): StreamPool.step of GRU(1,8)+Linear, 32 streams
 # 6.92 -> 5.35 us, 1 stream 1.99 -> 1.80; LSTM(16,64) 4 streams 4.81 -> 4.48 (thread time,
 # A/B in one process, same floats).
-@njit(**{**KERNEL, "_nrt": False})
+@njit(**BORROWING)
 def step_streams(prog, w, mem, x, y, check_finite):
     """One step for n streams: x (n, I) -> y (n, O). Returns 1 (state untouched) on NaN/Inf input.
     Op by op over all streams, so weights are shared between streams while in cache.
@@ -221,7 +221,7 @@ def step_streams(prog, w, mem, x, y, check_finite):
 # op that allocated would not compile without NRT) and the kernels it calls, compiled
 # with NRT, treat the arrays it passes (no MemInfo) as borrowed.
 # tests/test_step_binding.py checks that a step leaves no NRT allocation behind.
-@njit(**{**KERNEL, "_nrt": False})
+@njit(**BORROWING)
 def step_sequence(prog, w, mem, xs, ys, check_finite):
     """T steps of one stream: xs (T * I,) -> ys (T * O,), the steps one after another
     (Stream.step is T = 1; a (T, I) array is passed as its flat view). Returns 1 / 2 / 3

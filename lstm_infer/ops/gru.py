@@ -18,7 +18,7 @@ from ..kernels.matmat_fma import matmat_fma2
 from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
-from .recurrent import (PACKED_MIN_ROWS, CFG_SIZE, check_options, full_length, input_packed_copy,
+from .recurrent import (CFG_SIZE, check_options, for_matmat_packed, full_length, input_packed_copy,
                         packed_copy)
 
 OPCODE = 3
@@ -52,7 +52,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         W_HH_SCALE: em.scale(node, "W_hh"),
         ACC: em.alloc(scratch_floats(node, 3 * H, a["input_size"], H)),
         W_HH_PACKED: packed_copy(em, node, "W_hh") if a.get("linear_before_reset", True) else -1,
-        W_IH_PACKED: input_packed_copy(em, node, min_rows=1)}))
+        W_IH_PACKED: input_packed_copy(em, node)}))
 
 
 @njit(inline="always", **KERNEL)
@@ -177,7 +177,7 @@ def step_streams(prog, r, w, mem, S, tmp):
     for b in range(n):
         fill_bias(tmp[b, gx0:gx0 + G], w, bi, G)
         fill_bias(tmp[b, gh0:gh0 + G], w, bh, G)
-    p_ih = prog[r, W_IH_PACKED] if I >= PACKED_MIN_ROWS else np.int64(-1)
+    p_ih = for_matmat_packed(prog[r, W_IH_PACKED], I)
     matmat_w_hh(tmp, gx0, mem, i0, w, prog[r, W_IH], p_ih, I, G)
     matmat_w_hh(tmp, gh0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], H, G)
     default = cfg[0] == 0
@@ -283,7 +283,7 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     # one sequence (and Stream.step_many's chunks): seq_panels; a batch: the W_IH_PACKED copy
     # from PACKED_MIN_ROWS inputs
     panels = (seq_panels(plan, node, "W_ih", x) if B == 1
-              else arena_panels(plan, row[W_IH_PACKED] if a["input_size"] >= PACKED_MIN_ROWS else -1,
+              else arena_panels(plan, for_matmat_packed(row[W_IH_PACKED], a["input_size"]),
                                 w["W_ih"]))
     gx = project(x, w["W_ih"], w.get("b_ih"), panels)
     gru_sequence(gx, plan.arena, row[W_HH], row[B_HH], row[W_HH_PACKED], state["h"], lbr,

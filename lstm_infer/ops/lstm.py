@@ -19,7 +19,8 @@ from ..kernels.matmat_fma import matmat_fma2
 from ..kernels.q16 import scratch_floats
 from .base import IN, OUT, OpDef, Signature, boolean, integer, new_row
 from .linear import arena_panels, project, seq_panels
-from .recurrent import PACKED_MIN_ROWS, CFG_SIZE, check_options, full_length, input_packed_copy, packed_copy
+from .recurrent import (CFG_SIZE, check_options, for_matmat_packed, full_length, input_packed_copy,
+                        packed_copy)
 
 OPCODE = 2
 # Row fields after IN, OUT. *_SCALE: per-column scales of an int8 matrix (-1: float32);
@@ -58,7 +59,7 @@ def emit(em, node, ins: list[int], out: int, state: dict) -> None:
         ACC: em.alloc(scratch_floats(node, 4 * H, a["input_size"], P or H, H)),
         OUTPUT_CELL: int(bool(a.get("output_cell"))),
         W_HH_PACKED: packed_copy(em, node, "W_hh"),
-        W_IH_PACKED: input_packed_copy(em, node, min_rows=1)}))
+        W_IH_PACKED: input_packed_copy(em, node)}))
 
 
 @njit(**BORROWING)
@@ -179,7 +180,7 @@ def step_streams(prog, r, w, mem, S, tmp):
     # Not a fused product of both matrices here (an earlier exact one, matmat_packed2,
     # re-emitted into the interpreter made a cold `lstm-infer compile` 83.6 s CPU instead of
     # 70.5); W_ih packed from 64 inputs.
-    p_ih = prog[r, W_IH_PACKED] if I >= PACKED_MIN_ROWS else np.int64(-1)
+    p_ih = for_matmat_packed(prog[r, W_IH_PACKED], I)
     matmat_w_hh(tmp, g0, mem, i0, w, prog[r, W_IH], p_ih, I, 4 * H)
     matmat_w_hh(tmp, g0, mem, h0, w, prog[r, W_HH], prog[r, W_HH_PACKED], R, 4 * H)
     hf0 = S + prog[r, HFULL]
@@ -348,7 +349,7 @@ def run_sequence(plan, node, ins: list[np.ndarray], lengths: np.ndarray,
     if B == 1:
         panels = seq_panels(plan, node, "W_ih", x)
     else:
-        panels = arena_panels(plan, row[W_IH_PACKED] if a["input_size"] >= PACKED_MIN_ROWS else -1,
+        panels = arena_panels(plan, for_matmat_packed(row[W_IH_PACKED], a["input_size"]),
                               w["W_ih"])
     gx = project(x, w["W_ih"], w.get("bias"), panels)
     lstm_sequence(gx, w["W_hh"], np.ascontiguousarray(whr), state["h"], state["c"],

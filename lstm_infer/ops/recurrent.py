@@ -78,20 +78,27 @@ def packed_copy(em, node, role: str) -> int:
 PACKED_MIN_ROWS = 64
 
 
-def input_packed_copy(em, node, min_rows: int = PACKED_MIN_ROWS) -> int:
-    """Offset of W_ih packed for matmat_packed (run() on a batch, streams(n)), -1 where
-    that kernel is not used (int8, or no AVX-512: linalg.WIDE_VECTORS). The input product
-    of 32 sequences x T steps was the larger half of run()'s time with matmat_acc (LSTM
-    (256,512) B=32: 22.8 of 42 us per sequence-step at 46 GFLOP/s; the packed kernel runs
-    the recurrent product at ~105 GFLOP/s); W_ih costs its size once more in memory. Under
-    PACKED_MIN_ROWS inputs the packed kernel loses (2048 x 16 @ 16 x 256: 43 vs 56 GFLOP/s;
-    x 64 @ 64 x 512: 75 vs 61, x 256 @ 256 x 2048: 92 vs 47): -1 there too, unless
-    `min_rows` says otherwise (the LSTM and GRU batches' per-step matmat_fma2 passes win at
-    any size; streams(n) then still uses it only from PACKED_MIN_ROWS)."""
+def input_packed_copy(em, node) -> int:
+    """Offset of W_ih packed by pack_panels for the batched input products, -1 where no
+    packed kernel runs (int8, or no AVX-512: linalg.WIDE_VECTORS); W_ih costs its size once
+    more in memory. The LSTM and GRU batches' per-step matmat_fma2 passes (run() on a batch)
+    read it at any input size; matmat_packed (streams(n), a batch's projection) only from
+    PACKED_MIN_ROWS inputs (for_matmat_packed)."""
     W = node.weights["W_ih"]
-    if not WIDE_VECTORS or W.dtype != np.float32 or W.shape[0] < min_rows:
+    if not WIDE_VECTORS or W.dtype != np.float32:
         return -1
     return em.derived(node, "W_ih", "panels", pack_panels)
+
+
+@njit(inline="always", **KERNEL)
+def for_matmat_packed(p_ih, rows):
+    """p_ih where matmat_packed is the better kernel for a W_ih of `rows` inputs, else -1
+    (matmat_acc on the row-major copy). The input product of 32 sequences x T steps was the
+    larger half of run()'s time with matmat_acc (LSTM (256,512) B=32: 22.8 of 42 us per
+    sequence-step at 46 GFLOP/s; the packed kernel runs the recurrent product at ~105
+    GFLOP/s); under PACKED_MIN_ROWS inputs the packed kernel loses (2048 x 16 @ 16 x 256: 43
+    vs 56 GFLOP/s; x 64 @ 64 x 512: 75 vs 61, x 256 @ 256 x 2048: 92 vs 47)."""
+    return p_ih if rows >= PACKED_MIN_ROWS else np.int64(-1)
 
 
 @njit(**KERNEL)
