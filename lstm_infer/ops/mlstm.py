@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels import KERNEL
-from ..kernels.linalg import matvec_cols, set_bias
+from ..kernels.linalg import matvec_f32, set_bias
 from ..kernels.xlstm_parts import conv_silu, head_norm, headwise, logsigmoid, silu
 from .base import IN, OUT, OpDef, Signature, SpecError, integer, new_row, number, size
 
@@ -82,7 +82,7 @@ def step(prog, r, w, st, sc):
     gates = sc[s0 + 7 * I:s0 + 7 * I + 2 * NH]
     x = sc[prog[r, IN]:prog[r, IN] + D]
     set_bias(up, w, prog[r, B_UP], 2 * I)
-    matvec_cols(up, x, w, prog[r, W_UP], D, 2 * I, np.int64(0), 2 * I)
+    matvec_f32(up, x, w, prog[r, W_UP], D, 2 * I, np.int64(0), 2 * I)
     xm = up[:I]
     p0 = prog[r + 1, PAST]
     past = st[p0:p0 + (K - 1) * I] if p0 >= 0 else st[0:0]
@@ -94,7 +94,7 @@ def step(prog, r, w, st, sc):
         headwise(xm if t == 2 else xc, qkv[t * I:(t + 1) * I], w, wq + t * I * BS,
                  bq + t * I if bq >= 0 else -1, G, BS)
     set_bias(gates, w, prog[r, B_IF], 2 * NH)
-    matvec_cols(gates, qkv, w, prog[r, W_IF], 3 * I, 2 * NH, np.int64(0), 2 * NH)
+    matvec_f32(gates, qkv, w, prog[r, W_IF], 3 * I, 2 * NH, np.int64(0), 2 * NH)
     e0 = prog[r + 1, EPS]
     _cell(qkv, gates, h, st, prog[r + 1, CMEM], prog[r + 1, NMEM], prog[r + 1, MMEM], I, NH,
           w[e0 + 1])
@@ -105,7 +105,7 @@ def step(prog, r, w, st, sc):
         h[j] = (h[j] + sk[j] * xc[j]) * silu(z[j])
     out = sc[prog[r, OUT]:prog[r, OUT] + D]
     set_bias(out, w, prog[r, B_DOWN], D)
-    matvec_cols(out, h, w, prog[r, W_DOWN], I, D, np.int64(0), D)
+    matvec_f32(out, h, w, prog[r, W_DOWN], I, D, np.int64(0), D)
 
 
 @njit(**KERNEL)
