@@ -26,7 +26,8 @@ from numba.extending import intrinsic
 PANEL = 64
 
 
-def _vector_width(context) -> int:
+def vector_width(context) -> int:
+    """Floats per vector for the compile target: 16 with AVX-512F, else 8 (also narrow_ir.py)."""
     features = getattr(context.codegen(), "_tm_features", "") or ""
     return 16 if "+avx512f" in features.split(",") else 8
 
@@ -37,7 +38,7 @@ def _codegen(rows):
         pout = context.make_array(sig.args[0])(context, builder, out).data
         px = context.make_array(sig.args[3])(context, builder, x).data
         pw = context.make_array(sig.args[6])(context, builder, w).data
-        vw = _vector_width(context)
+        vw = vector_width(context)
         per_row = PANEL // vw                 # vectors per 64 columns
         group = 4 if vw == 16 else 2          # vectors of sums per row kept in registers
         f32 = ir.FloatType()

@@ -23,6 +23,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .gemm_block import vector_width
+
 # Most columns one call keeps in registers: 4 zmm with AVX-512, 8 ymm with AVX2 (plus
 # 4 row vectors and a splat: within AVX2's 16 registers).
 NARROW_MAX = 64
@@ -30,17 +32,12 @@ NARROW_MAX = 64
 _FLAGS = ("contract",)
 
 
-def _vector_width(context) -> int:
-    features = getattr(context.codegen(), "_tm_features", "") or ""
-    return 16 if "+avx512f" in features.split(",") else 8
-
-
 def _codegen(context, builder, sig, args):
     out, x, w, wo, rows, stride, n = args
     pout = context.make_array(sig.args[0])(context, builder, out).data
     px = context.make_array(sig.args[1])(context, builder, x).data
     pw = context.make_array(sig.args[2])(context, builder, w).data
-    vw = _vector_width(context)
+    vw = vector_width(context)
     most = NARROW_MAX // vw
     f32 = ir.FloatType()
     i32 = ir.IntType(32)
